@@ -1,0 +1,119 @@
+"""Class tables: id, name and colour of each class, read from JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from jess_geo.errors import InputError
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_DEFAULT_COLOURS = [
+    "#8c6d4f", "#c8000a", "#bbcf4a", "#ffd400", "#006c84", "#2e7d32", "#1a1a1a", "#aed6dc",
+    "#e377c2", "#7f7f7f", "#17becf", "#9467bd", "#ff7f0e", "#1f77b4", "#d62728", "#bcbd22",
+]
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class: the value it has in label masks, its name and its display colour."""
+
+    id: int
+    name: str
+    color: str
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour as an (r, g, b) tuple of 0-255 integers."""
+        return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+class ClassTable:
+    """An ordered table of classes; model output channel ``i`` is ``classes[i]``."""
+
+    def __init__(self, classes: Iterable[ClassInfo]) -> None:
+        self.classes = sorted(classes, key=lambda c: c.id)
+        ids = [c.id for c in self.classes]
+        if not self.classes:
+            raise InputError("The class table is empty; list at least two classes as {\"0\": {\"name\": ..., \"color\": ...}}.")
+        if len(set(ids)) != len(ids):
+            raise InputError(f"The class table lists an id twice ({ids}); give every class its own id.")
+        for c in self.classes:
+            if not 0 <= c.id <= 254:
+                raise InputError(f"Class id {c.id} is out of range; class ids must be 0-254 (255 marks unlabelled pixels).")
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.classes)
+
+    def __getitem__(self, index: int) -> ClassInfo:
+        return self.classes[index]
+
+    @property
+    def ids(self) -> list[int]:
+        """Label values in channel order."""
+        return [c.id for c in self.classes]
+
+    @property
+    def names(self) -> list[str]:
+        """Class names in channel order."""
+        return [c.name for c in self.classes]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-able list of {id, name, color}, in channel order."""
+        return [{"id": c.id, "name": c.name, "color": c.color} for c in self.classes]
+
+    @classmethod
+    def from_list(cls, items: list[dict[str, Any]]) -> "ClassTable":
+        """Inverse of :meth:`to_list`."""
+        return cls(ClassInfo(int(i["id"]), str(i["name"]), str(i["color"])) for i in items)
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "class table") -> "ClassTable":
+        """Build from ``{"0": {"name":..., "color":...}}``, ``{"0": "name"}`` or a list of dicts."""
+        entries: list[ClassInfo] = []
+        if isinstance(data, dict) and "classes" in data:
+            data = data["classes"]
+        if isinstance(data, list):
+            data = {str(d.get("id", i)): d for i, d in enumerate(data) if isinstance(d, dict)}
+        if not isinstance(data, dict) or not data:
+            raise InputError(f"{source} is not a class table; write it as {{\"0\": {{\"name\": \"soil\", \"color\": \"#8c6d4f\"}}, ...}}.")
+        for key, value in data.items():
+            try:
+                cid = int(key)
+            except (TypeError, ValueError):
+                raise InputError(f"{source}: class id {key!r} is not an integer; use integer ids such as \"0\", \"1\".") from None
+            if isinstance(value, str):
+                name, colour = value, _DEFAULT_COLOURS[cid % len(_DEFAULT_COLOURS)]
+            elif isinstance(value, dict) and "name" in value:
+                name = str(value["name"])
+                colour = str(value.get("color", value.get("colour", _DEFAULT_COLOURS[cid % len(_DEFAULT_COLOURS)])))
+            else:
+                raise InputError(f"{source}: class {key} has no name; give each class {{\"name\": ..., \"color\": \"#rrggbb\"}}.")
+            if not _COLOUR.match(colour):
+                raise InputError(f"{source}: class {key} has colour {colour!r}; write colours as \"#rrggbb\".")
+            entries.append(ClassInfo(cid, name, colour.lower()))
+        return cls(entries)
+
+
+def load_class_table(path: str | Path) -> ClassTable:
+    """Read a class table from a JSON or YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Class table {path} does not exist; pass --classes with a JSON or YAML file like classes.json.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise InputError(f"Class table {path} cannot be parsed ({type(exc).__name__}); check that it is valid JSON or YAML.") from None
+    return ClassTable.from_mapping(data, source=f"Class table {path}")

@@ -1,0 +1,40 @@
+"""`jess-geo info MODEL`: print a model file's metadata."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from jess_geo.models.modelfile import bundled_demo_model, read_metadata
+
+
+@click.command("info")
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as one JSON object.")
+def command(model: str | None, as_json: bool) -> None:
+    """Show what a model file is: architecture, bands, classes, resolution, training, metrics."""
+    meta = read_metadata(model or bundled_demo_model())
+    if as_json:
+        click.echo(json.dumps(meta))
+        return
+    arch = meta["architecture"]
+    click.echo(f"model:        {model or bundled_demo_model()}")
+    click.echo(f"jess-geo:     {meta.get('jess_geo_version')}")
+    click.echo(f"network:      {arch['arch']} / {arch['encoder']} (decoder {arch.get('decoder_channels')})")
+    click.echo(f"bands:        {meta['bands']}  normalisation mean {meta['normalization']['mean']} std {meta['normalization']['std']}")
+    res = meta["resolution"]
+    click.echo(f"resolution:   gsd {res.get('gsd')}  photo scale {res.get('photo_scale')}")
+    click.echo(f"tile/overlap: {meta['tile_size']} / {meta['overlap']}")
+    click.echo("classes:")
+    for c in meta["classes"]:
+        click.echo(f"  {c['id']:>3}  {c['color']}  {c['name']}")
+    if meta.get("metrics"):
+        m = meta["metrics"]
+        click.echo(f"metrics:      " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, (int, float))))
+    if meta.get("provenance"):
+        click.echo(f"provenance:   {json.dumps(meta['provenance'])}")
+    if meta.get("adaptation"):
+        click.echo(f"adaptation:   {json.dumps(meta['adaptation'])}")
+    if meta.get("training"):
+        click.echo(f"training:     {json.dumps(meta['training'])}")

@@ -1,0 +1,81 @@
+"""The `jess-geo` command group: each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from typing import Any
+
+import click
+
+import jess_geo
+from jess_geo.errors import Cancelled, JessGeoError
+
+SUBCOMMANDS = {
+    "train": "jess_geo.cli.train",
+    "adapt": "jess_geo.cli.adapt",
+    "evaluate": "jess_geo.cli.evaluate",
+    "predict": "jess_geo.cli.predict",
+    "info": "jess_geo.cli.info",
+    "demo": "jess_geo.cli.demo",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when it runs (keeps `--help` and `--version` fast)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n, mod in SUBCOMMANDS.items() if importlib.util.find_spec(mod) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS or importlib.util.find_spec(SUBCOMMANDS[name]) is None:
+            return None
+        return importlib.import_module(SUBCOMMANDS[name]).command
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise Cancelled("Stopped by SIGTERM; outputs were not written (partial files removed).")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(jess_geo.__version__, prog_name="jess-geo")
+def cli() -> None:
+    """Map ground cover (biological soil crusts first) in GeoTIFFs and photos with U-Nets and JESS."""
+
+
+def report_error(message: str) -> None:
+    """Print a one-line error to stderr (and as a JSON line when --json-progress is on)."""
+    if "--json-progress" in sys.argv:
+        import json
+
+        print(json.dumps({"stage": "error", "error": message}), flush=True)
+    click.echo(f"jess-geo: error: {message}", err=True)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 2, cancellation exit code 1."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        cli.main(standalone_mode=False)
+    except Cancelled as exc:
+        report_error(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        report_error("Interrupted; outputs were not written (partial files removed).")
+        sys.exit(1)
+    except JessGeoError as exc:
+        report_error(str(exc))
+        sys.exit(2)
+    except click.exceptions.Abort:
+        report_error("Aborted.")
+        sys.exit(1)
+    except click.ClickException as exc:
+        report_error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""jess_geo.training"""
