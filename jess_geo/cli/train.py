@@ -1,0 +1,69 @@
+"""`jess-geo train`: baseline or JESS training from folders of images and labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from jess_geo.training.config import load_config
+
+
+def training_options(f: Any) -> Any:
+    """Options shared by `train` and `adapt` (flags override the YAML config)."""
+    opts = [
+        click.option("--images", type=click.Path(), help="Folder of training images (GeoTIFF, PNG, JPEG)."),
+        click.option("--masks", type=click.Path(), help="Folder of labels paired with the images by file stem (class rasters or polygons)."),
+        click.option("--output-dir", "output_dir", type=click.Path(), help="Where model.pt, metrics.json and curves go."),
+        click.option("--config", "config", type=click.Path(), help="YAML config (see configs/); flags override it."),
+        click.option("--epochs", type=int, help="Number of epochs."),
+        click.option("--max-minutes", "max_minutes", type=float, help="Stop after this many minutes of training."),
+        click.option("--lr", type=float, help="Peak learning rate."),
+        click.option("--batch-size", "batch_size", type=int, help="Crops per step."),
+        click.option("--crop-size", "crop_size", type=int, help="Training crop size in working-resolution pixels (multiple of 32)."),
+        click.option("--seed", type=int, help="Random seed (splits, crops, augmentation, weights)."),
+        click.option("--target-images", "target_images", type=click.Path(), help="Unlabelled images from the target camera (JESS)."),
+        click.option("--target-masks", "target_masks", type=click.Path(), help="Labels of the target images, used only to report target metrics."),
+        click.option("--energy-weight", "--lambda", "energy_weight", type=float, help="JESS energy weight lambda (default 0.01)."),
+        click.option("--accelerator", help="Lightning accelerator: auto, cpu, gpu, mps."),
+        click.option("--devices", help="Lightning devices (e.g. 1, auto)."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """A short human summary of a finished training."""
+    click.echo(f"model:    {result['model']}")
+    click.echo(f"epochs:   {result['epochs_run']} in {result['minutes']:.1f} min (best epoch {result.get('best_epoch')})")
+    for key in ("val_accuracy", "val_miou", "target_accuracy", "target_miou"):
+        if result.get(key) is not None:
+            click.echo(f"{key + ':':<17}{100 * result[key]:.1f} %")
+    v = result.get("validation") or {}
+    for name, m in (v.get("per_class") or {}).items():
+        if m.get("iou") is not None:
+            click.echo(f"  IoU {name:<24}{100 * m['iou']:.1f} %")
+
+
+@click.command("train")
+@training_options
+@click.option("--classes", type=click.Path(), help="Class table (JSON or YAML: id -> name, color).")
+@click.option("--method", type=click.Choice(["baseline", "jess"]), help="baseline (cross-entropy) or jess (adds the energy term).")
+@click.option("--encoder", help="smp encoder name (default timm-tf_efficientnet_lite0).")
+@click.option("--encoder-weights", "encoder_weights", help="imagenet, none, or a path to a weights file.")
+@click.option("--photo-scale", "photo_scale", type=float, help="Working scale for photos (0.5 = half size).")
+@click.option("--gsd", type=float, help="Working ground sampling distance for georeferenced images (CRS units).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+def command(config: str | None, quiet: bool, as_json: bool, **flags: Any) -> None:
+    """Train a U-Net on labelled images; writes DIR/model.pt (best by validation mIoU), metrics, curves."""
+    from jess_geo.training.train import run_training
+
+    cfg = load_config(config, flags)
+    result = run_training(cfg, progress_bar=not quiet)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "config"}))
+    else:
+        print_summary(result)

@@ -1,0 +1,152 @@
+"""The Lightning task: supervised (baseline) training, optionally with the JESS energy term."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from jess_geo.data.augment import AugmentConfig, augment_batch
+from jess_geo.training.energy import free_energy, jess_energy_loss, masked_mean
+from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
+
+IGNORE_INDEX = 255
+
+
+class SegmentationTask(L.LightningModule):
+    """Cross-entropy on labelled source crops; with ``target_loader``, plus lambda times the energy gap.
+
+    JESS step: source and target crops share ONE forward pass (BatchNorm normalises over both
+    domains, as AdaBN would); the labelled source crops double as the energy contrast set, so a
+    step costs one forward/backward over ``batch + target_batch`` crops instead of three passes.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        class_names: Sequence[str],
+        lr: float,
+        optimizer: str = "adamw",
+        weight_decay: float = 0.0,
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        total_steps: int = 1,
+        augment: AugmentConfig = AugmentConfig(),
+        target_loader: DataLoader | None = None,
+        energy_weight: float = 0.0,
+        energy_reg: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.lr, self.optimizer_name, self.weight_decay = lr, optimizer, weight_decay
+        self.scheduler_name, self.warmup_steps, self.total_steps = scheduler, warmup_steps, max(1, total_steps)
+        self.augment = augment
+        self.target_loader = target_loader
+        self._target_iter: Iterator[dict[str, Any]] | None = None
+        self.energy_weight, self.energy_reg = energy_weight, energy_reg
+        self.aug_gen = torch.Generator().manual_seed(seed + 1)
+        self._val_cm: dict[int, torch.Tensor] = {}
+        self._val_energy: dict[int, list[float]] = {}
+        self.epoch_metrics: dict[str, Any] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _next_target(self) -> dict[str, Any]:
+        assert self.target_loader is not None
+        if self._target_iter is None:
+            self._target_iter = iter(self.target_loader)
+        try:
+            return next(self._target_iter)
+        except StopIteration:
+            self._target_iter = iter(self.target_loader)
+            return next(self._target_iter)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x, y = augment_batch(batch["image"], batch["mask"], self.augment, self.aug_gen)
+        x, y = x.to(self.device), y.to(self.device)
+        use_energy = self.target_loader is not None and self.energy_weight > 0
+        if use_energy:
+            tb = self._next_target()
+            xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.aug_gen)
+            xt, vt = xt.to(self.device), vt.to(self.device).bool()
+            logits_all = self.model(torch.cat([x, xt]))
+            logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
+        else:
+            logits = self.model(x)
+        ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX) if (y != IGNORE_INDEX).any() else logits.sum() * 0.0
+        loss = ce
+        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        if use_energy:
+            e_loss, et, es = jess_energy_loss(
+                free_energy(logits_t), free_energy(logits), vt, y != IGNORE_INDEX, reg=self.energy_reg
+            )
+            loss = ce + self.energy_weight * e_loss
+            self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=x.shape[0])
+            self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_cm = {}
+        self._val_energy = {}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self.model(batch["image"].to(self.device)).float()
+        y = batch["mask"].to(self.device)
+        cm = confusion_matrix(logits.argmax(1), y, self.num_classes).cpu()
+        self._val_cm[dataloader_idx] = self._val_cm.get(dataloader_idx, 0) + cm
+        e = free_energy(logits)
+        valid = batch["valid"].to(self.device)
+        if valid.any():
+            acc = self._val_energy.setdefault(dataloader_idx, [0.0, 0.0])
+            acc[0] += float((e * valid).sum())
+            acc[1] += float(valid.sum())
+
+    def on_validation_epoch_end(self) -> None:
+        out: dict[str, Any] = {}
+        for idx, cm in self._val_cm.items():
+            prefix = "val" if idx == 0 else "target"
+            m = metrics_from_confusion(cm, self.class_names)
+            if m["pixels"] > 0:
+                out[f"{prefix}_accuracy"] = m["accuracy"]
+                out[f"{prefix}_miou"] = m["miou"]
+                out[f"{prefix}_f1"] = m["f1_macro"]
+                out[f"_{prefix}_full"] = m
+        for idx, (s, n) in self._val_energy.items():
+            prefix = "source" if idx == 0 else "target"
+            out[f"{prefix}_energy"] = s / max(n, 1.0)
+        if "source_energy" in out and "target_energy" in out:
+            out["energy_gap"] = out["target_energy"] - out["source_energy"]
+        for k, v in out.items():
+            if not k.startswith("_"):
+                self.log(k, v, prog_bar=k in ("val_accuracy", "val_miou"))
+        self.epoch_metrics = out
+
+    def configure_optimizers(self) -> Any:
+        params = self.model.parameters()
+        if self.optimizer_name == "adam":
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        elif self.optimizer_name == "sgd":
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler_name == "none":
+            return opt
+        warm, total = self.warmup_steps, self.total_steps
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,88 @@
+"""The toolbar button opens the dialog; it lists raster layers and reads the model's defaults."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QDialog, QToolBar
+
+from conftest import write_scene
+
+
+def _click_toolbar_button(qtbot, main_window):
+    toolbar = main_window.findChild(QToolBar, "JessGeoToolbar")
+    action = next(a for a in toolbar.actions() if a.objectName() == "JessGeoSegmentAction")
+    qtbot.mouseClick(toolbar.widgetForAction(action), Qt.LeftButton)
+    dialog = main_window.findChild(QDialog, "JessGeoSegmentDialog")
+    assert dialog is not None
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    return dialog
+
+
+def test_button_opens_dialog_listing_raster_layers(
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_exe, demo_model_info, tmp_path
+):
+    plugin_settings(executable=jess_geo_exe, model=model_path)
+    project = QgsProject.instance()
+    rasters = [
+        QgsRasterLayer(str(write_scene(tmp_path / f"{name}.tif")), name, "gdal") for name in ("north", "south")
+    ]
+    points = QgsVectorLayer("Point?crs=EPSG:32612", "points", "memory")
+    for layer in rasters + [points]:
+        assert layer.isValid()
+        project.addMapLayer(layer)
+
+    dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
+
+    combo = dialog.layer_combo
+    listed = {combo.layer(i).name() for i in range(combo.count()) if combo.layer(i) is not None}
+    assert listed == {"north", "south"}
+    # Outputs are proposed beside the chosen raster.
+    chosen = combo.currentLayer().source()
+    assert dialog.classes_widget.filePath() == chosen[:-4] + "_classes.tif"
+    assert dialog.vector_widget.filePath() == chosen[:-4] + "_classes.gpkg"
+
+    # The real jess-geo is checked and the demo model's defaults are filled in.
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=60000)
+    assert dialog.engine.ok, dialog.engine.message
+    assert "jess-geo" in dialog.environment_label.text()
+    qtbot.waitUntil(lambda: "classes" in dialog.model_label.text(), timeout=120000)
+    assert dialog.tile_spin.value() == demo_model_info["tile_size"]
+    assert dialog.overlap_spin.value() == demo_model_info["overlap"]
+    for entry in demo_model_info["classes"]:
+        assert entry["name"] in dialog.model_label.text()
+    assert dialog.run_button.isEnabled()
+    assert not dialog.cancel_run_button.isEnabled()
+
+
+def test_layers_that_are_not_files_get_a_clear_message(
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_exe, tmp_path
+):
+    plugin_settings(executable=jess_geo_exe, model=model_path)
+    scene = write_scene(tmp_path / "base.tif")
+    uri = (
+        "?crs=EPSG:32612&extent=400000,4199840,400192,4200000&width=96&height=80"
+        f"&formula=%22base@1%22%20*%202&base:uri={scene}&base:provider=gdal"
+    )
+    virtual = QgsRasterLayer(uri, "doubled", "virtualraster")
+    assert virtual.isValid(), virtual.error().summary()
+    QgsProject.instance().addMapLayer(virtual)
+
+    dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
+    dialog.layer_combo.setLayer(virtual)
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=60000)
+    assert dialog.start_run() is None
+    message = dialog.status_label.text()
+    assert "'doubled'" in message and "virtual raster" in message and "GeoTIFF" in message
+    assert dialog.task is None
+
+
+def test_a_raster_file_outside_the_project_can_be_chosen(
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_exe, tmp_path
+):
+    plugin_settings(executable=jess_geo_exe, model=model_path)
+    scene = write_scene(tmp_path / "outside.tif")
+    dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
+    dialog.set_input_file(str(scene))
+    assert dialog.input_path() == (str(scene), "")
+    assert dialog.classes_widget.filePath() == str(tmp_path / "outside_classes.tif")
