@@ -80,7 +80,12 @@ class ClassTable:
         if isinstance(data, dict) and "classes" in data:
             data = data["classes"]
         if isinstance(data, list):
-            data = {str(d.get("id", i)): d for i, d in enumerate(data) if isinstance(d, dict)}
+            items = [(str(d.get("id", i)), d) for i, d in enumerate(data) if isinstance(d, dict)]
+            keys = [k for k, _ in items]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise InputError(f"{source} lists class id(s) {', '.join(twice)} twice; give every class its own id.")
+            data = dict(items)
         if not isinstance(data, dict) or not data:
             raise InputError(f"{source} is not a class table; write it as {{\"0\": {{\"name\": \"soil\", \"color\": \"#8c6d4f\"}}, ...}}.")
         for key, value in data.items():
@@ -101,19 +106,33 @@ class ClassTable:
         return cls(entries)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise _DuplicateKey(", ".join(twice))
+    return dict(pairs)
+
+
 def load_class_table(path: str | Path) -> ClassTable:
     """Read a class table from a JSON or YAML file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Class table {path} does not exist; pass --classes with a JSON or YAML file like classes.json.")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
             data = yaml.safe_load(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise InputError(f"Class table {path} lists class id(s) {exc} twice; give every class its own id.") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise InputError(f"Class table {path} cannot be parsed ({type(exc).__name__}); check that it is valid JSON or YAML.") from None
     return ClassTable.from_mapping(data, source=f"Class table {path}")

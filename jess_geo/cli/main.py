@@ -18,7 +18,6 @@ SUBCOMMANDS = {
     "evaluate": "jess_geo.cli.evaluate",
     "predict": "jess_geo.cli.predict",
     "info": "jess_geo.cli.info",
-    "demo": "jess_geo.cli.demo",
 }
 
 

@@ -71,6 +71,34 @@ def class_lookup(classes: ClassTable) -> np.ndarray:
     return lut
 
 
+def select_bands(info: RasterInfo, bands: Sequence[int] | None, source: str = "the config") -> list[int]:
+    """The 1-based bands to read from an image, checked against what the image has.
+
+    ``bands`` (from a training config or a model file) must name as many bands as the image
+    has image bands (an alpha band does not count): a 4-band image where 3 bands are expected
+    is refused rather than silently cut to 3 bands, since its band 4 would be lost and its
+    bands 1-3 need not mean what they mean in the other images. ``None`` uses every image band.
+    """
+    available = info.data_bands
+    if bands is None or (isinstance(bands, (list, tuple)) and len(bands) == 0):
+        return list(available)
+    if not isinstance(bands, (list, tuple)) or not all(isinstance(b, int) and not isinstance(b, bool) for b in bands):
+        raise InputError(f"`bands` in {source} must be a list of 1-based band numbers such as [1, 2, 3], not {bands!r}; fix it.")
+    use = list(bands)
+    if len(use) != len(available):
+        raise InputError(
+            f"{info.path.name} has {len(available)} image band(s) but {source} expects {len(use)} (bands {use}); "
+            f"use {len(use)}-band images or list all {len(available)} bands in `bands`."
+        )
+    bad = [b for b in use if b not in available]
+    if bad:
+        raise InputError(
+            f"{info.path.name} has no image band(s) {bad} (its image bands are {available}); "
+            f"list bands from {available} in `bands`."
+        )
+    return use
+
+
 def load_scene(
     image: Path,
     label: Path | None,
@@ -78,16 +106,16 @@ def load_scene(
     bands: Sequence[int] | None,
     resolution: dict,
     label_field: str | None = None,
+    bands_from: str = "the config",
 ) -> Scene:
-    """Read an image (and its labels) at the working resolution given by ``resolution``."""
+    """Read an image (and its labels) at the working resolution given by ``resolution``.
+
+    ``bands`` must match the image's band count (see :func:`select_bands`); ``bands_from`` names
+    where they came from in error messages ("the config", "the model").
+    """
     with open_raster(image) as src:
         info = info_from_dataset(src)
-        use = list(bands) if bands else info.data_bands
-        if len(info.data_bands) < len(use) or max(use) > info.count:
-            raise InputError(
-                f"{image.name} has {len(info.data_bands)} image band(s) but {len(use)} are configured (bands {use}); "
-                f"set `bands` in the config to match your images or use images with {len(use)} bands."
-            )
+        use = select_bands(info, bands, bands_from)
         scale = working_scale(info, resolution)
         shape = scaled_shape(info.height, info.width, scale)
         pixels = read_bands(src, use, out_shape=shape, resampling=Resampling.bilinear if scale != 1 else Resampling.nearest)

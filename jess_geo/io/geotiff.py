@@ -16,6 +16,7 @@ of blocks is complete, so GDAL never re-compresses a half-written block and memo
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +24,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from jess_geo.io.atomic import remove_quietly
@@ -75,7 +77,9 @@ class RowWriter:
         }
         if crs_wkt:
             profile["crs"] = CRS.from_wkt(crs_wkt)
-        self._ds = rasterio.open(self.path, "w", **profile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # photos: pixel transform, no CRS
+            self._ds = rasterio.open(self.path, "w", **profile)
         for i, d in enumerate(descriptions, start=1):
             self._ds.set_band_description(i, d)
         if tags:

@@ -55,10 +55,31 @@ def rasterize_vector(
 
         gdf = gdf.to_crs(CRS.from_wkt(info.crs_wkt).to_string() if info.crs_wkt else None)
     h, w = out_shape
-    t: Affine = info.transform * Affine.scale(info.width / w, info.height / h)
-    shapes = [(geom, int(v)) for geom, v in zip(gdf.geometry, gdf[col]) if geom is not None and not geom.is_empty]
+    t: Affine = info.transform @ Affine.scale(info.width / w, info.height / h)
+    shapes = []
+    for geom, v in zip(gdf.geometry, gdf[col]):
+        if geom is None or geom.is_empty:
+            continue
+        try:
+            value = int(v)
+            if isinstance(v, float) and value != v:
+                raise ValueError(v)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"Vector labels {path.name} have a polygon whose {col} is {v!r}, not an integer class id; fill in {col} for every polygon."
+            ) from None
+        shapes.append((geom, value))
+    bad = sorted({v for _, v in shapes if not 0 <= v <= 254})
+    if bad:
+        raise InputError(f"Vector labels {path.name} have class value(s) {bad} outside 0-254; use the ids of the class table in field {col}.")
     values = rasterize(shapes, out_shape=out_shape, transform=t, fill=255, dtype="uint8").astype(np.int64)
-    return values, values != 255
+    labelled = values != 255
+    if shapes and not labelled.any():
+        where = "its CRS" if info.georeferenced else "pixel coordinates (x = column, y = -row)"
+        raise InputError(
+            f"Vector labels {path.name} do not overlap image {info.path.name}; check that the polygons are in {where}."
+        )
+    return values, labelled
 
 
 def find_label(image: Path, masks_dir: Path) -> Path | None:

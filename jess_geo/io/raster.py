@@ -65,6 +65,31 @@ class RasterInfo:
         return (min(xs), min(ys), max(xs), max(ys))
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_is_complete(path: Path) -> bool:
+    """False when a PNG file ends before its IEND chunk (a truncated copy or download).
+
+    GDAL's PNG driver does not report truncation: it hands back undefined pixels. Walking the
+    chunk headers (length + type, then a seek past data and CRC) costs a few reads, no decoding.
+    """
+    with open(path, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return True  # not a PNG after all: GDAL decides
+        size = path.stat().st_size
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            length = int.from_bytes(head[:4], "big")
+            if head[4:8] == b"IEND":
+                return True
+            f.seek(length + 4, 1)
+            if f.tell() > size:
+                return False
+
+
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
     """Open a raster for reading; a missing or unreadable file is a one-line InputError."""
@@ -73,6 +98,12 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
         raise InputError(f"{path} does not exist; check the path.")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a raster file; pass a GeoTIFF, PNG or JPEG file.")
+    try:
+        complete = _png_is_complete(path)
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}); check the file's permissions.") from None
+    if not complete:
+        raise InputError(f"{path} is a truncated PNG (it ends before its last chunk); copy or export the image again.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:

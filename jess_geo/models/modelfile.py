@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 import jess_geo
-from jess_geo.errors import ModelFileError
+from jess_geo.errors import JessGeoError, ModelFileError
 from jess_geo.io.atomic import atomic_output
 from jess_geo.models.factory import build_model
 
@@ -53,49 +53,80 @@ def save_model_file(path: str | Path, model: torch.nn.Module, metadata: dict[str
         torch.save(payload, tmp)
 
 
+# What torch's weights-only unpickler says when a file asks for code (a class, a function) to be
+# imported or called: such a file carries pickled objects and is refused before anything runs.
+_OBJECT_SIGNS = (
+    "Unsupported global",
+    "is blocked",
+    "unrecognized function",
+    "Can only create new object",
+    "must be imported to load",
+    "Unsupported class",
+)
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"Model file {path} does not exist; pass --model with a file written by `jess-geo train`.")
+    if not path.is_file():
+        raise ModelFileError(f"Model file {path} is a folder, not a file; pass the model.pt written by `jess-geo train`.")
+    corrupt = ModelFileError(f"Model file {path} is corrupt or truncated; copy it again or retrain.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the verdict follows below
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
+        if any(sign in str(exc) for sign in _OBJECT_SIGNS):
             raise ModelFileError(
                 f"Model file {path} carries pickled Python objects and was refused (not executed); use a model written by `jess-geo train`."
             ) from None
-        raise ModelFileError(f"Model file {path} is corrupt or truncated; copy it again or retrain.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
-        raise ModelFileError(f"Model file {path} is corrupt or truncated; copy it again or retrain.") from None
+        raise corrupt from None
+    except Exception:  # noqa: BLE001 - weights_only=True runs no code: any failure means a damaged file
+        raise corrupt from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a jess-geo model file; use a model written by `jess-geo train`.")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelFileError(f"Model file {path} needs a newer jess-geo (format {payload['format_version']}); upgrade jess-geo.")
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"Model file {path} has no valid format version; retrain it with `jess-geo train`.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"Model file {path} needs a newer jess-geo (format {version}); upgrade jess-geo.")
     return payload
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of a model file, without building the network."""
-    payload = _read_payload(Path(path))
+def _metadata_of(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(payload["metadata"])
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"Model file {path} has no readable metadata; retrain it with `jess-geo train`.") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"Model file {path} has no readable metadata; retrain it with `jess-geo train`.")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ModelFileError(f"Model file {path} lacks metadata {missing}; retrain it with `jess-geo train`.")
     return meta
 
 
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a model file, without building the network."""
+    path = Path(path)
+    return _metadata_of(_read_payload(path), path)
+
+
 def load_model_file(path: str | Path) -> LoadedModel:
     """Load a model file: build the network from its metadata and fill its weights strictly."""
     path = Path(path)
     payload = _read_payload(path)
-    meta = read_metadata(path) if "metadata" not in payload else json.loads(payload["metadata"])
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ModelFileError(f"Model file {path} lacks metadata {missing}; retrain it with `jess-geo train`.")
-    model = build_model(meta["architecture"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    meta = _metadata_of(payload, path)
+    state_dict = payload.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ModelFileError(f"Model file {path} holds no weights; retrain it with `jess-geo train`.")
+    try:
+        model = build_model(meta["architecture"])
+    except JessGeoError as exc:
+        raise ModelFileError(f"Model file {path} describes a network this jess-geo cannot build ({exc}); upgrade jess-geo or retrain.") from None
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"Model file {path} has an unreadable architecture; retrain it with `jess-geo train`.") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
@@ -107,3 +138,15 @@ def load_model_file(path: str | Path) -> LoadedModel:
 def bundled_demo_model() -> Path:
     """Path of the small demo model shipped inside the package."""
     return Path(__file__).resolve().parent.parent / "assets" / "demo_model.pt"
+
+
+def copy_model_file(src: str | Path, dst: str | Path, half: bool = True) -> None:
+    """Re-save a model file (e.g. in half precision, for shipping); metadata unchanged."""
+    loaded = load_model_file(src)
+    save_model_file(dst, loaded.model, loaded.metadata, half=half)
+
+
+if __name__ == "__main__":  # python -m jess_geo.models.modelfile SRC DST: half-precision copy
+    import sys
+
+    copy_model_file(sys.argv[1], sys.argv[2], half=True)

@@ -27,8 +27,12 @@ def jess_energy_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Energy gap ``E(x_t) - E(x_s')`` plus ``reg`` times the mean squared energies.
 
-    The gap alone is unbounded below (logits can grow without limit); the squared-energy penalty
-    keeps energies near zero, the guard used in EBM training. Returns (loss, mean E_t, mean E_s).
+    The gap alone is unbounded below: raising every target logit by the same amount lowers the
+    target energy without limit and changes no prediction. The squared-energy penalty (the guard
+    used in EBM training) bounds it: per domain the loss is ``+-E + reg * E**2``, minimal at
+    ``E = -+1 / (2 * reg)``, so energies cannot run past ``1 / (2 * reg)`` (500 at the default
+    1e-3, far beyond the -5..-20 of a trained network, so the guard does not bias ordinary
+    training). Returns (loss, mean E_t, mean E_s); the means are detached, for logging.
     """
     et = masked_mean(energy_target, valid_target)
     es = masked_mean(energy_source, valid_source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Iterator, Sequence
 
 import lightning as L
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from jess_geo.data.augment import AugmentConfig, augment_batch
-from jess_geo.training.energy import free_energy, jess_energy_loss, masked_mean
+from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
 
 IGNORE_INDEX = 255
@@ -21,8 +22,14 @@ class SegmentationTask(L.LightningModule):
     """Cross-entropy on labelled source crops; with ``target_loader``, plus lambda times the energy gap.
 
     JESS step: source and target crops share ONE forward pass (BatchNorm normalises over both
-    domains, as AdaBN would); the labelled source crops double as the energy contrast set, so a
-    step costs one forward/backward over ``batch + target_batch`` crops instead of three passes.
+    domains, as AdaBN would, and its running statistics become a source/target mix); the source
+    crops double as the energy contrast set, so a step costs one forward/backward over
+    ``batch + target_batch`` crops instead of three passes. With a target loader and
+    ``energy_weight == 0`` the shared pass still runs: that is the "mixed BatchNorm only"
+    control, which separates the BatchNorm effect from the energy term's.
+
+    Source and target crops are augmented with separate random generators, so a JESS run sees
+    exactly the same augmented labelled batches as a baseline run with the same seed.
     """
 
     def __init__(
@@ -40,6 +47,7 @@ class SegmentationTask(L.LightningModule):
         energy_weight: float = 0.0,
         energy_reg: float = 1e-3,
         seed: int = 0,
+        time_budget_s: float | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -52,9 +60,14 @@ class SegmentationTask(L.LightningModule):
         self._target_iter: Iterator[dict[str, Any]] | None = None
         self.energy_weight, self.energy_reg = energy_weight, energy_reg
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
+        self.target_aug_gen = torch.Generator().manual_seed(seed + 2)
         self._val_cm: dict[int, torch.Tensor] = {}
         self._val_energy: dict[int, list[float]] = {}
         self.epoch_metrics: dict[str, Any] = {}
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_steps = 0
+        self.time_budget_s = time_budget_s
+        self._t0: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -70,29 +83,47 @@ class SegmentationTask(L.LightningModule):
             return next(self._target_iter)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        x, y = augment_batch(batch["image"], batch["mask"], self.augment, self.aug_gen)
-        x, y = x.to(self.device), y.to(self.device)
-        use_energy = self.target_loader is not None and self.energy_weight > 0
-        if use_energy:
+        # Labels (< 256) and the valid-pixel mask ride through the same geometric augmentation
+        # as one integer tensor: the source energy is averaged over valid pixels, labelled or not.
+        packed = batch["mask"] + (batch["valid"].long() << 8)
+        x, packed = augment_batch(batch["image"], packed, self.augment, self.aug_gen)
+        y, valid = packed & 0xFF, (packed >> 8).bool()
+        x, y, valid = x.to(self.device), y.to(self.device), valid.to(self.device)
+        shared = self.target_loader is not None
+        if shared:
             tb = self._next_target()
-            xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.aug_gen)
+            xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen)
             xt, vt = xt.to(self.device), vt.to(self.device).bool()
             logits_all = self.model(torch.cat([x, xt]))
             logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
         else:
             logits = self.model(x)
-        ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX) if (y != IGNORE_INDEX).any() else logits.sum() * 0.0
+        if (y != IGNORE_INDEX).any():
+            ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+        else:
+            ce = logits.sum() * 0.0
         loss = ce
-        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=x.shape[0])
-        if use_energy:
-            e_loss, et, es = jess_energy_loss(
-                free_energy(logits_t), free_energy(logits), vt, y != IGNORE_INDEX, reg=self.energy_reg
-            )
-            loss = ce + self.energy_weight * e_loss
-            self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=x.shape[0])
-            self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=x.shape[0])
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        n = x.shape[0]
+        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=n)
+        if shared:
+            e_loss, et, es = jess_energy_loss(free_energy(logits_t), free_energy(logits), vt, valid, reg=self.energy_reg)
+            if self.energy_weight > 0:
+                loss = ce + self.energy_weight * e_loss
+            self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=n)
+            self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self._accumulate(train_loss=loss, train_ce=ce, **({"train_energy_target": et, "train_energy_source": es} if shared else {}))
         return loss
+
+    def _accumulate(self, **values: torch.Tensor) -> None:
+        # This epoch's training means, reported with its validation (Lightning's own epoch
+        # aggregates of train metrics only exist after validation has run).
+        for k, v in values.items():
+            self._train_sums[k] = self._train_sums.get(k, 0.0) + v.detach().float()
+        self._train_steps += 1 if "train_loss" in values else 0
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_steps = {}, 0
 
     def on_validation_epoch_start(self) -> None:
         self._val_cm = {}
@@ -125,8 +156,11 @@ class SegmentationTask(L.LightningModule):
             out[f"{prefix}_energy"] = s / max(n, 1.0)
         if "source_energy" in out and "target_energy" in out:
             out["energy_gap"] = out["target_energy"] - out["source_energy"]
+        if self._train_steps:
+            for k, v in self._train_sums.items():
+                out[k] = float(v) / self._train_steps
         for k, v in out.items():
-            if not k.startswith("_"):
+            if not k.startswith(("_", "train_")):
                 self.log(k, v, prog_bar=k in ("val_accuracy", "val_miou"))
         self.epoch_metrics = out
 
@@ -143,9 +177,15 @@ class SegmentationTask(L.LightningModule):
         warm, total = self.warmup_steps, self.total_steps
 
         def factor(step: int) -> float:
+            # Cosine over the planned steps, or over the time budget when that runs out first,
+            # so a --max-minutes run still ends with a low learning rate.
             if step < warm:
                 return (step + 1) / warm
             progress = min(1.0, (step - warm) / max(1, total - warm))
+            if self.time_budget_s:
+                if self._t0 is None:
+                    self._t0 = time.monotonic()
+                progress = max(progress, min(1.0, (time.monotonic() - self._t0) / self.time_budget_s))
             return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)

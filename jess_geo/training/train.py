@@ -20,9 +20,10 @@ from jess_geo.classes import ClassTable, load_class_table
 from jess_geo.data.augment import AugmentConfig
 from jess_geo.data.dataset import SceneDataset, grid_loader, train_loader
 from jess_geo.data.normalization import compute_stats
-from jess_geo.data.scenes import Scene, load_scene, load_unlabelled, pair_files, split_files
+from jess_geo.data.scenes import Scene, load_scene, pair_files, split_files
 from jess_geo.errors import Cancelled, ConfigError, InputError
 from jess_geo.io.atomic import atomic_output, ensure_dir
+from jess_geo.io.raster import info_from_dataset, list_rasters, open_raster
 from jess_geo.models.factory import architecture_dict, build_model
 from jess_geo.models.modelfile import LoadedModel, save_model_file
 from jess_geo.training.config import TrainConfig
@@ -30,10 +31,18 @@ from jess_geo.training.plots import plot_confusion, plot_curves
 from jess_geo.training.task import SegmentationTask
 
 CURVE_COLUMNS = [
-    "epoch", "step", "minutes", "lr", "train_loss", "train_ce", "train_energy_source", "train_energy_target",
+    "epoch", "step", "minutes", "cpu_minutes", "lr", "train_loss", "train_ce", "train_energy_source", "train_energy_target",
     "val_accuracy", "val_miou", "val_f1", "target_accuracy", "target_miou", "target_f1",
     "source_energy", "target_energy", "energy_gap",
 ]
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system, all threads) this process has used: a load-independent clock."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _scalar(v: Any) -> float | None:
@@ -53,6 +62,8 @@ class RunRecorder(L.Callback):
         self.best_metrics: dict[str, Any] = {}
         self.start = dt.datetime.now()
         self.offset_min = resume_rows[-1]["minutes"] if resume_rows else 0.0
+        self.start_cpu = _cpu_seconds()
+        self.offset_cpu = (resume_rows[-1].get("cpu_minutes") or 0.0) if resume_rows else 0.0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -63,9 +74,10 @@ class RunRecorder(L.Callback):
             "epoch": trainer.current_epoch + 1,
             "step": trainer.global_step,
             "minutes": round(self.offset_min + (dt.datetime.now() - self.start).total_seconds() / 60, 3),
+            "cpu_minutes": round(self.offset_cpu + (_cpu_seconds() - self.start_cpu) / 60, 3),
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
         }
-        for k in CURVE_COLUMNS[4:]:
+        for k in CURVE_COLUMNS[5:]:
             row[k] = _scalar(m.get(k, cb.get(k)))
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         write_curves(self.rows, self.out / "curves.csv")
@@ -152,12 +164,36 @@ def load_training_scenes(cfg: TrainConfig, classes: ClassTable) -> tuple[list[Sc
         if s.image.shape[0] != len(bands):
             raise InputError(
                 f"{s.info.path.name} has {s.image.shape[0]} band(s) but {train[0].info.path.name} has {len(bands)}; "
-                f"use images with the same bands or set `bands` in the config."
+                f"use images that all have the same bands (move the odd one out of the folder)."
             )
     if not val:
         warnings.warn("Only one labelled image: validating on the training image (metrics will be optimistic).")
         val = train
     return train, val, bands
+
+
+def load_target_scenes(cfg: TrainConfig, classes: ClassTable, bands: list[int], source: Scene) -> list[Scene]:
+    """The target-domain images (with labels when --target-masks is given, for metrics only).
+
+    Every target image must have as many image bands as the source images (a 4-band target for
+    a 3-band model is refused rather than silently cut to 3 bands).
+    """
+    if not cfg.target_images:
+        raise ConfigError("method jess needs --target-images, a folder of unlabelled images from the new camera.")
+    resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
+    n_source = len(source.info.data_bands)
+    files = list_rasters(cfg.target_images, "target images")
+    for path in files:
+        with open_raster(path) as src:
+            n = len(info_from_dataset(src).data_bands)
+        if n != n_source:
+            raise InputError(
+                f"Target image {path.name} has {n} band(s) but the source images ({source.info.path.name}) have {n_source}; "
+                f"use target images from a sensor with the same bands."
+            )
+    if cfg.target_masks:
+        return [load_scene(i, l, classes, bands, resolution, cfg.label_field) for i, l in pair_files(cfg.target_images, cfg.target_masks)]
+    return [load_scene(p, None, None, bands, resolution) for p in files]
 
 
 def run_training(
@@ -179,22 +215,14 @@ def run_training(
         classes = load_class_table(cfg.classes)
     train, val, bands = load_training_scenes(cfg, classes)
     resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
-    target: list[Scene] = []
-    if cfg.method == "jess" or cfg.target_images:
-        if not cfg.target_images:
-            raise ConfigError("method jess needs --target-images, a folder of unlabelled images from the new camera.")
-        if cfg.target_masks:
-            from jess_geo.data.scenes import pair_files as _pair
-
-            target = [load_scene(i, l, classes, bands, resolution) for i, l in _pair(cfg.target_images, cfg.target_masks)]
-        else:
-            target = load_unlabelled(cfg.target_images, bands, resolution)
-        for s in target:
-            if s.image.shape[0] != len(bands):
-                raise InputError(
-                    f"Target image {s.info.path.name} has {s.image.shape[0]} band(s) but the source images have {len(bands)}; "
-                    f"use target images with the same bands."
-                )
+    target = load_target_scenes(cfg, classes, bands, train[0]) if (cfg.method == "jess" or cfg.target_images) else []
+    if adaptation is None and cfg.method == "jess":
+        adaptation = {
+            "method": "jess",
+            "target_images": [str(s.info.path) for s in target],
+            "lambda": cfg.energy_weight,
+            "epochs": cfg.epochs,
+        }
     out = ensure_dir(cfg.output_dir)
 
     norm = dict(init.metadata["normalization"]) if init is not None else compute_stats(train, seed=cfg.seed)
@@ -238,6 +266,7 @@ def run_training(
         energy_weight=cfg.energy_weight if cfg.method == "jess" else 0.0,
         energy_reg=cfg.energy_reg,
         seed=cfg.seed,
+        time_budget_s=cfg.max_minutes * 60 * 0.97 if cfg.max_minutes else None,
     )
 
     metadata: dict[str, Any] = {
@@ -258,12 +287,16 @@ def run_training(
         },
         "adaptation": adaptation,
     }
+    if target:
+        metadata["provenance"]["target_images"] = [str(s.info.path) for s in target]
     if init is not None and init.metadata.get("provenance"):
         metadata["provenance"]["base_model"] = init.metadata["provenance"]
 
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     run_key = {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "max_minutes", "accelerator", "devices")}
+    # A fine-tuning of another base model (or to other target images) must not resume this run.
+    run_key["adaptation"] = {k: v for k, v in adaptation.items() if k != "epochs"} if adaptation else None
     state_file = out / "run_config.json"
     resume = last.is_file() and state_file.is_file() and json.loads(state_file.read_text()) == run_key
     rows = _read_curves(out / "curves.csv") if resume else []

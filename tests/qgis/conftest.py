@@ -17,10 +17,18 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN_PARENT = REPO / "qgis_plugin"
-PLUGIN_NAME = "jess_geo_qgis"
-PLUGIN_DIR = PLUGIN_PARENT / PLUGIN_NAME
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from plugin_testing import (  # noqa: E402
+    PLUGIN_NAME,
+    PLUGIN_PARENT,
+    find_jess_geo,
+    model_band_count,
+    model_pixel_size,
+    write_scene,
+)
 
 if str(PLUGIN_PARENT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_PARENT))
@@ -38,7 +46,7 @@ def _pytest_qgis_available() -> bool:
 
 
 QGIS_AVAILABLE = _qgis_available() and _pytest_qgis_available()
-PURE_TESTS = {"test_runner.py", "test_environment.py"}
+PURE_TESTS = {"test_runner.py", "test_environment.py"}  # no QGIS needed (engine tests skip without jess-geo)
 
 if not QGIS_AVAILABLE:
     collect_ignore = [
@@ -53,15 +61,6 @@ def pytest_report_header(config):
             "plugin tests run. Use .ci/qgis_setup.sh and .venv-qgis for the rest."
         )
     return None
-
-
-def find_jess_geo() -> str:
-    """The real jess-geo executable: $JESS_GEO_EXE or <repo>/.venv/bin/jess-geo ('' if absent)."""
-    candidates = [os.environ.get("JESS_GEO_EXE", ""), str(REPO / ".venv" / "bin" / "jess-geo")]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return ""
 
 
 def _clean_env():
@@ -113,34 +112,13 @@ def demo_model_info(jess_geo_exe, model_path) -> dict:
     return json.loads(result.stdout)
 
 
-def write_scene(path: Path, width: int = 96, height: int = 80, bands: int = 3, epsg: int = 32612) -> Path:
-    """Write a small real GeoTIFF (uint8, UTM) with smooth fields and sharp patches."""
-    import numpy as np
-    from osgeo import gdal, osr
-
-    rows, cols = np.mgrid[0:height, 0:width]
-    driver = gdal.GetDriverByName("GTiff")
-    dataset = driver.Create(str(path), width, height, bands, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE"])
-    dataset.SetGeoTransform((400000.0, 2.0, 0.0, 4200000.0, 0.0, -2.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    dataset.SetProjection(srs.ExportToWkt())
-    patches = ((rows // 16 + cols // 24) % 3) * 70
-    for band in range(1, bands + 1):
-        field = (np.sin(cols / (7.0 + band)) * 40 + np.cos(rows / (5.0 + band)) * 40 + 100 + patches / band)
-        dataset.GetRasterBand(band).WriteArray(np.clip(field, 0, 255).astype("uint8"))
-    dataset.FlushCache()
-    dataset = None
-    return path
-
-
 @pytest.fixture
 def scene(tmp_path, demo_model_info) -> Path:
     """A 96 x 80 px GeoTIFF in EPSG:32612 with as many bands as the demo model reads."""
-    bands = max([3] + [int(b) for b in demo_model_info.get("bands", [])])
     folder = tmp_path / "scene"
     folder.mkdir()
-    return write_scene(folder / "small_scene.tif", bands=bands)
+    return write_scene(folder / "small_scene.tif", bands=model_band_count(demo_model_info),
+                       pixel_size=model_pixel_size(demo_model_info))
 
 
 @pytest.fixture

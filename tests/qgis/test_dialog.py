@@ -6,7 +6,7 @@ from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QDialog, QToolBar
 
-from conftest import write_scene
+from plugin_testing import write_scene
 
 
 def _click_toolbar_button(qtbot, main_window):

@@ -18,7 +18,7 @@ from jess_geo_qgis.environment import (
     EngineError,
 )
 
-from conftest import find_jess_geo
+from plugin_testing import find_jess_geo
 
 
 def _script(path, body: str) -> str:

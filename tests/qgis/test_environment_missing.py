@@ -8,7 +8,7 @@ import stat
 import pytest
 from qgis.core import Qgis, QgsProcessingException, QgsProject, QgsRasterLayer
 
-from conftest import write_scene
+from plugin_testing import write_scene
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="uses a POSIX shell script as a broken executable")
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
+
+import pytest
 
 import qgis.utils
 from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction, QToolBar
 
-from conftest import PLUGIN_DIR, PLUGIN_NAME
+from plugin_testing import PLUGIN_DIR, PLUGIN_NAME
 
 TOOLBAR = "JessGeoToolbar"
 ACTION = "JessGeoSegmentAction"
@@ -88,3 +94,60 @@ def test_zip_holds_an_installable_plugin(tmp_path):
         archive.extractall(tmp_path / "plugins")
     found = dict(qgis.utils.findPlugins(str(tmp_path / "plugins")))
     assert found[PLUGIN_NAME].get("general", "hasProcessingProvider") == "yes"
+
+
+DESKTOP_CHECK = '''
+import json
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication, QDialog, QToolBar
+import qgis.utils
+
+def check():
+    result = {}
+    try:
+        name = "jess_geo_qgis"
+        if name not in qgis.utils.active_plugins:
+            qgis.utils.loadPlugin(name)
+            qgis.utils.startPlugin(name)
+        window = qgis.utils.iface.mainWindow()
+        result["toolbar"] = window.findChild(QToolBar, "JessGeoToolbar") is not None
+        qgis.utils.plugins[name].action.trigger()
+        dialog = window.findChild(QDialog, "JessGeoSegmentDialog")
+        result["dialog"] = bool(dialog is not None and dialog.isVisible())
+        result["menu"] = [a.text() for a in qgis.utils.iface.rasterMenu().actions() if "jess" in a.text()]
+        result["unloaded"] = qgis.utils.unloadPlugin(name)
+        result["toolbar_after"] = window.findChild(QToolBar, "JessGeoToolbar") is not None
+        result["menu_after"] = [a.text() for a in qgis.utils.iface.rasterMenu().actions() if "jess" in a.text()]
+    except Exception:
+        import traceback
+        result["error"] = traceback.format_exc()
+    with open(RESULT, "w") as handle:
+        json.dump(result, handle)
+    QApplication.instance().exit(0)
+
+QTimer.singleShot(2000, check)
+'''
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None or shutil.which("qgis") is None,
+                    reason="the QGIS desktop application or xvfb-run is not installed")
+def test_plugin_in_the_real_desktop_application(tmp_path):
+    """Smoke test in the real QGIS application (real QgisInterface, under Xvfb)."""
+    result_path = tmp_path / "result.json"
+    script = tmp_path / "check.py"
+    script.write_text(f"RESULT = {str(result_path)!r}\n" + DESKTOP_CHECK)
+    home = tmp_path / "home"
+    home.mkdir()
+    dropped = ("PYTHONPATH", "PYTHONHOME", "QT_QPA_PLATFORM", "QGIS_CUSTOM_CONFIG_PATH", "QGIS_OPTIONS_PATH")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(QGIS_PLUGINPATH=str(PLUGIN_DIR.parent), HOME=str(home))
+    subprocess.run(
+        ["xvfb-run", "-a", "qgis", "--noversioncheck", "--nologo", "--profiles-path", str(tmp_path / "profiles"),
+         "--code", str(script)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result_path.is_file(), "QGIS did not run the check script"
+    result = json.loads(result_path.read_text())
+    assert "error" not in result, result.get("error")
+    assert result == {"toolbar": True, "dialog": True, "menu": ["&jess-geo"], "unloaded": True,
+                      "toolbar_after": False, "menu_after": []}

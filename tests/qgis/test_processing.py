@@ -10,11 +10,13 @@ import subprocess
 import pytest
 from qgis.core import QgsProject, QgsRasterLayer
 
-from conftest import PLUGIN_NAME, PLUGIN_PARENT
+from plugin_testing import PLUGIN_NAME, PLUGIN_PARENT
 
 
 def _qgis_process_env(home, exe) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    # pytest-qgis points QGIS_CUSTOM_CONFIG_PATH at <repo>/.qgis-settings: keep qgis_process apart.
+    dropped = ("PYTHONPATH", "PYTHONHOME", "QGIS_CUSTOM_CONFIG_PATH", "QGIS_OPTIONS_PATH")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(QGIS_PLUGINPATH=str(PLUGIN_PARENT), HOME=str(home), QT_QPA_PLATFORM="offscreen",
                JESS_GEO_EXE=exe)
     return env
@@ -75,7 +77,7 @@ def test_qgis_process_lists_the_algorithm(tmp_path):
 
 @needs_qgis_process
 def test_qgis_process_without_jess_geo_says_how_to_install(tmp_path):
-    from conftest import write_scene
+    from plugin_testing import write_scene
 
     env = _qgis_process_env(tmp_path, str(tmp_path / "missing" / "jess-geo"))
     _enable_plugin(env)

@@ -13,7 +13,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from conftest import write_scene
+from plugin_testing import model_band_count, model_pixel_size, write_scene
 
 RUN_TIMEOUT_MS = 300_000
 
@@ -55,6 +55,8 @@ def test_full_run_adds_styled_class_raster_and_polygons(
     out.mkdir()
     dialog.classes_widget.setFilePath(str(out / "classes.tif"))
     dialog.vector_widget.setFilePath(str(out / "polygons.gpkg"))
+    dialog.energy_check.setChecked(True)
+    dialog.energy_widget.setFilePath(str(out / "energy.tif"))
     dialog.device_combo.setCurrentText("cpu")
 
     outcome = _run(qtbot, dialog)
@@ -67,9 +69,13 @@ def test_full_run_adds_styled_class_raster_and_polygons(
     expected = {c["id"]: (c["name"], c["color"].lower()) for c in demo_model_info["classes"]}
     group = QgsProject.instance().layerTreeRoot().findGroup(scene.stem)
     assert group is not None, "no layer group named after the scene"
-    layers = [node.layer() for node in group.findLayers()]
-    rasters = [lyr for lyr in layers if isinstance(lyr, QgsRasterLayer)]
-    vectors = [lyr for lyr in layers if isinstance(lyr, QgsVectorLayer)]
+    nodes = group.findLayers()
+    layers = [node.layer() for node in nodes]
+    assert [lyr.source().split("|")[0] for lyr in layers] == [
+        str(out / "polygons.gpkg"), str(out / "classes.tif"), str(out / "energy.tif")]
+    assert [node.itemVisibilityChecked() for node in nodes] == [True, True, False]
+    rasters = [lyr for lyr in layers[:2] if isinstance(lyr, QgsRasterLayer)]
+    vectors = [lyr for lyr in layers[:2] if isinstance(lyr, QgsVectorLayer)]
     assert len(rasters) == 1 and len(vectors) == 1
 
     renderer = rasters[0].renderer()
@@ -93,10 +99,10 @@ def test_cancel_in_the_middle_leaves_no_output_files(
     model_path, qtbot, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, tmp_path
 ):
     plugin_settings(executable=jess_geo_predict, model=model_path)
-    bands = max([3] + [int(b) for b in demo_model_info.get("bands", [])])
     scene_dir = tmp_path / "scene"
     scene_dir.mkdir()
-    scene = write_scene(scene_dir / "big_scene.tif", width=2048, height=2048, bands=bands)
+    scene = write_scene(scene_dir / "big_scene.tif", width=2048, height=2048,
+                        bands=model_band_count(demo_model_info), pixel_size=model_pixel_size(demo_model_info))
     layer = _add_layer(scene, "big")
     dialog = _dialog_ready(qtbot, loaded_plugin, layer)
     out = tmp_path / "out"
@@ -131,7 +137,8 @@ def test_engine_error_sentence_reaches_the_message_bar(
     plugin_settings(executable=jess_geo_predict, model=model_path)
     qgis_iface.messageBar().clear_messages()
     model_bands = max([int(b) for b in demo_model_info.get("bands", [1, 2, 3])])
-    scene = write_scene(tmp_path / "too_few_bands.tif", bands=max(1, model_bands - 2))
+    scene = write_scene(tmp_path / "too_few_bands.tif", bands=max(1, model_bands - 2),
+                        pixel_size=model_pixel_size(demo_model_info))
     layer = _add_layer(scene, "too few bands")
     dialog = _dialog_ready(qtbot, loaded_plugin, layer)
     dialog.device_combo.setCurrentText("cpu")

@@ -20,7 +20,7 @@ from jess_geo_qgis.runner import (
 
 def test_minimal_command_uses_demo_model_and_defaults():
     command = build_predict_command("/env/bin/jess-geo", PredictRequest(scene="/data/a.tif"))
-    assert command == ["/env/bin/jess-geo", "predict", "/data/a.tif", "--device", "auto", "--json-progress"]
+    assert command == ["/env/bin/jess-geo", "predict", "--device", "auto", "--json-progress", "--", "/data/a.tif"]
 
 
 def test_full_command_passes_every_option():
@@ -30,8 +30,8 @@ def test_full_command_passes_every_option():
         device="cpu", min_area=12.5, simplify=1.0, overwrite=True,
     )
     command = build_predict_command("jess-geo", request)
-    assert command[:3] == ["jess-geo", "predict", "/data/a.tif"]
-    pairs = {command[i]: command[i + 1] for i in range(3, len(command) - 1) if command[i].startswith("-")}
+    assert command[:2] == ["jess-geo", "predict"] and command[-2:] == ["--", "/data/a.tif"]
+    pairs = {command[i]: command[i + 1] for i in range(2, len(command) - 3) if command[i].startswith("-")}
     assert pairs["--model"] == "/m/crust.pt"
     assert pairs["-o"] == "/o/c.tif"
     assert pairs["--vector"] == "/o/p.gpkg"
@@ -42,7 +42,12 @@ def test_full_command_passes_every_option():
     assert pairs["--device"] == "cpu"
     assert pairs["--min-area"] == "12.5"
     assert pairs["--simplify"] == "1"
-    assert "--overwrite" in command and command[-1] == "--json-progress"
+    assert "--overwrite" in command and "--json-progress" in command
+
+
+def test_scene_named_like_an_option_stays_a_scene():
+    command = build_predict_command("x", PredictRequest(scene="-v.tif"))
+    assert command[-2:] == ["--", "-v.tif"]
 
 
 def test_no_vector_wins_over_a_vector_path():
@@ -117,3 +122,76 @@ def test_error_sentence_is_taken_from_stderr():
     assert error_from_stderr(stderr) == "The scene /x.tif does not exist; check the path."
     assert error_from_stderr("Error: No such option: --bogus\n") == "No such option: --bogus"
     assert error_from_stderr("Traceback (most recent call last):\n  boom\n") == ""
+
+
+# --- the same runner against the real engine (skipped until `jess-geo predict` exists) -----
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+from jess_geo_qgis.runner import Canceled, Failed, Success, run_predict  # noqa: E402
+from plugin_testing import REPO, find_jess_geo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def engine() -> str:
+    exe = find_jess_geo()
+    if not exe:
+        pytest.skip("jess-geo is not installed: set JESS_GEO_EXE or create <repo>/.venv")
+    helped = subprocess.run([exe, "predict", "--help"], capture_output=True, text=True, timeout=300)
+    if helped.returncode != 0 or "--json-progress" not in helped.stdout:
+        pytest.skip("`jess-geo predict --json-progress` is not available yet")
+    model = os.environ.get("JESS_GEO_TEST_MODEL", "")
+    info = subprocess.run([exe, "info", *([model] if model else []), "--json"], capture_output=True, text=True, timeout=300)
+    if info.returncode != 0:
+        pytest.skip(f"no model to predict with: {info.stderr.strip()[-200:]}")
+    return exe
+
+
+@pytest.fixture
+def sample_scene(tmp_path):
+    source = REPO / "sample_data" / "scene.tif"
+    if not source.is_file():
+        pytest.skip("sample_data/scene.tif is missing")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return str(shutil.copy(source, folder / "scene.tif"))
+
+
+def test_run_predict_reports_progress_outputs_and_classes(engine, sample_scene, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    events = []
+    request = PredictRequest(scene=sample_scene, model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+                             classes_path=str(out / "c.tif"), vector_path=str(out / "p.gpkg"), device="cpu")
+    outcome = run_predict(engine, request, on_progress=events.append)
+    assert isinstance(outcome, Success), outcome
+    assert outcome.outputs["classes"] == str(out / "c.tif") and os.path.isfile(out / "c.tif")
+    assert outcome.outputs["vector"] == str(out / "p.gpkg") and os.path.isfile(out / "p.gpkg")
+    assert outcome.classes and all(c.color.startswith("#") for c in outcome.classes)
+    stages = [e.stage for e in events]
+    assert "predict" in stages and stages[-1] == "done"
+    percents = [e.percent for e in events if e.stage == "predict"]
+    assert percents == sorted(percents)
+
+
+def test_run_predict_cancel_leaves_nothing(engine, sample_scene, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    started = []
+    request = PredictRequest(scene=sample_scene, model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+                             classes_path=str(out / "c.tif"), vector_path=str(out / "p.gpkg"),
+                             tile_size=64, overlap=16, device="cpu")
+    outcome = run_predict(engine, request, on_progress=started.append, is_canceled=lambda: bool(started))
+    assert isinstance(outcome, Canceled), outcome
+    assert os.listdir(out) == []
+    assert sorted(os.listdir(os.path.dirname(sample_scene))) == ["scene.tif"]
+
+
+def test_run_predict_missing_scene_gives_the_engine_sentence(engine, tmp_path):
+    request = PredictRequest(scene=str(tmp_path / "nothing.tif"), model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+                             device="cpu")
+    outcome = run_predict(engine, request)
+    assert isinstance(outcome, Failed)
+    assert "nothing.tif" in outcome.message and "Traceback" not in outcome.message and "\n" not in outcome.message

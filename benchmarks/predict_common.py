@@ -1,0 +1,79 @@
+"""Shared helpers for the benchmarks: synthetic scenes and small models (not part of the package)."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+
+from jess_geo.models.factory import architecture_dict, build_model
+from jess_geo.models.modelfile import save_model_file
+
+CLASSES = [
+    {"id": 0, "name": "bare soil", "color": "#c9a87c"},
+    {"id": 1, "name": "cyanobacteria crust", "color": "#5b4a3f"},
+    {"id": 2, "name": "lichen", "color": "#e3d55a"},
+    {"id": 3, "name": "moss", "color": "#3f7a2e"},
+]
+
+
+def make_scene(path: Path, height: int, width: int, *, bands: int = 3, block_rows: int = 1024, seed: int = 0) -> Path:
+    """A smooth, compressible uint8 scene written strip by strip (tiled, deflate, EPSG:32633, 0.5 m)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": "uint8",
+        "crs": "EPSG:32633", "transform": Affine(0.5, 0, 500000, 0, -0.5, 4000000),
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+    }
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 6.28, size=bands)
+    tmp = path.with_name(path.name + ".part")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        x = np.arange(width, dtype=np.float32)[None, :]
+        for r0 in range(0, height, block_rows):
+            r1 = min(height, r0 + block_rows)
+            y = np.arange(r0, r1, dtype=np.float32)[:, None]
+            data = np.empty((bands, r1 - r0, width), np.uint8)
+            for b in range(bands):
+                v = 128 + 60 * np.sin(x / 37.0 + phase[b]) * np.cos(y / 53.0) + 40 * np.sin((x + y) / 211.0 + b)
+                data[b] = np.clip(v, 0, 255).astype(np.uint8)
+            dst.write(data, window=rasterio.windows.Window(0, r0, width, r1 - r0))
+    os.replace(tmp, path)
+    return path
+
+
+def make_model(path: Path, *, decoder=(16, 16, 16, 16, 16), tile: int = 256, overlap: int = 32, seed: int = 0) -> Path:
+    """A random-initialised U-Net (efficientnet-lite0, slim decoder) saved as a jess-geo model file."""
+    torch.manual_seed(seed)
+    arch = architecture_dict("timm-tf_efficientnet_lite0", 3, len(CLASSES), decoder)
+    model = build_model(arch)
+    meta = {
+        "architecture": arch, "bands": [1, 2, 3],
+        "normalization": {"mean": [128.0] * 3, "std": [50.0] * 3},
+        "classes": CLASSES, "resolution": {"gsd": None, "photo_scale": 1.0},
+        "tile_size": tile, "overlap": overlap,
+    }
+    save_model_file(path, model, meta)
+    return Path(path)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB.
+
+    Linux: VmHWM from /proc/self/status (ru_maxrss would include the parent's RSS at fork time
+    when run in a subprocess); elsewhere getrusage's ru_maxrss.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,0 +1,179 @@
+"""Render the README's QGIS screenshots offscreen: the dialog and a styled result.
+
+Usage (from the repository root, with QGIS's Python):
+    QT_QPA_PLATFORM=offscreen HOME=$(mktemp -d) .venv-qgis/bin/python qgis_plugin/make_screenshots.py
+Writes docs/img/qgis_dialog.png and docs/img/qgis_result.png with the demo model (or
+`--model PATH`). Needs a working jess-geo ($JESS_GEO_EXE or <repo>/.venv/bin/jess-geo)
+and sample_data/scene.tif.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "qgis_plugin"))
+
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsMapRendererParallelJob,
+    QgsMapSettings,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+)
+from qgis.PyQt.QtCore import QRectF, QSize, Qt  # noqa: E402
+from qgis.PyQt.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter  # noqa: E402
+
+SCENE = REPO / "sample_data" / "scene.tif"
+OUT_DIR = REPO / "docs" / "img"
+
+
+def _executable() -> str:
+    exe = os.environ.get("JESS_GEO_EXE") or str(REPO / ".venv" / "bin" / "jess-geo")
+    if not os.path.isfile(exe):
+        sys.exit(f"make_screenshots: jess-geo not found at {exe}; set JESS_GEO_EXE.")
+    return exe
+
+
+def _wait(app: QgsApplication, condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def dialog_screenshot(app: QgsApplication, scene_layer: QgsRasterLayer, path: Path) -> None:
+    from jess_geo_qgis.dialog import SegmentDialog
+
+    dialog = SegmentDialog(None)
+    dialog.layer_combo.setLayer(scene_layer)
+    dialog.device_combo.setCurrentText("auto")
+    dialog.show()
+    if not _wait(app, lambda: dialog.engine is not None, 60):
+        sys.exit("make_screenshots: jess-geo --version did not answer")
+    if not dialog.engine.ok:
+        sys.exit(f"make_screenshots: {dialog.engine.message}")
+    _wait(app, lambda: "classes" in dialog.model_label.text() or bool(dialog.model_error), 120)
+    dialog.progress_bar.setValue(0)
+    dialog.adjustSize()
+    _wait(app, lambda: False, 0.3)
+    dialog.grab().save(str(path))
+    dialog.close()
+    dialog.deleteLater()
+    app.processEvents()
+
+
+def _render(layers, extent, size: QSize) -> QImage:
+    settings = QgsMapSettings()
+    settings.setLayers(layers)
+    settings.setDestinationCrs(layers[-1].crs())
+    settings.setExtent(extent)
+    settings.setOutputSize(size)
+    settings.setBackgroundColor(QColor("white"))
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+def result_screenshot(scene_layer: QgsRasterLayer, path: Path, model: str) -> None:
+    from jess_geo_qgis.runner import Success, PredictRequest, run_predict
+    from jess_geo_qgis.styling import add_result_layers
+
+    work = Path(tempfile.mkdtemp(prefix="jess-geo-shots-"))
+    request = PredictRequest(
+        scene=str(SCENE), model=model, classes_path=str(work / "scene_classes.tif"),
+        vector_path=str(work / "scene_classes.gpkg"), device="auto",
+    )
+    outcome = run_predict(_executable(), request)
+    if not isinstance(outcome, Success):
+        sys.exit(f"make_screenshots: jess-geo predict failed: {outcome}")
+    layers = add_result_layers(QgsProject.instance(), "scene", outcome.outputs, outcome.classes)
+    vector = next(layer for layer in layers if layer.type() == layer.VectorLayer)
+    raster = next(layer for layer in layers if layer.type() == layer.RasterLayer)
+    raster.setOpacity(1.0)
+    vector.setOpacity(0.9)
+
+    extent = scene_layer.extent()
+    width = 560
+    height = int(round(width * extent.height() / extent.width()))
+    size = QSize(width, height)
+    left = _render([scene_layer], extent, size)
+    right = _render([vector, raster], extent, size)
+
+    margin, title_height, row_height = 12, 26, 28
+    legend_font = QFont()
+    legend_font.setPixelSize(13)
+    metrics = QFontMetrics(legend_font)
+    positions, x, row = [], 0, 0
+    for entry in outcome.classes:
+        item_width = 24 + metrics.horizontalAdvance(entry.name) + 18
+        if x and x + item_width > width:
+            x, row = 0, row + 1
+        positions.append((x, row))
+        x += item_width
+    legend_height = row_height * (row + 1) + 8
+    image = QImage(2 * width + 3 * margin, height + legend_height + title_height + 2 * margin, QImage.Format_ARGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.Antialiasing)
+    font = QFont()
+    font.setPixelSize(15)
+    painter.setFont(font)
+    painter.setPen(QColor("#222222"))
+    painter.drawText(QRectF(margin, margin, width, title_height), Qt.AlignLeft, "sample_data/scene.tif")
+    painter.drawText(QRectF(2 * margin + width, margin, width, title_height), Qt.AlignLeft,
+                     "jess-geo classes and polygons (styled by the plugin)")
+    top = margin + title_height
+    painter.drawImage(margin, top, left)
+    painter.drawImage(2 * margin + width, top, right)
+    painter.setFont(legend_font)
+    for entry, (x, row) in zip(outcome.classes, positions):
+        left_x = 2 * margin + width + x
+        y = top + height + 10 + row * row_height
+        painter.fillRect(left_x, y, 18, 18, QColor(entry.color))
+        painter.drawRect(left_x, y, 18, 18)
+        painter.drawText(QRectF(left_x + 24, y - 1, width, 20), Qt.AlignVCenter | Qt.AlignLeft, entry.name)
+    painter.end()
+    image.save(str(path))
+    del layers, vector, raster
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="model file (default: the demo model)")
+    model = parser.parse_args().model
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    QgsApplication.setPrefixPath("/usr", True)
+    app = QgsApplication([], True)
+    app.initQgis()
+    QgsSettings().setValue("jess_geo/executable", _executable())
+    QgsSettings().setValue("jess_geo/model", model)
+    scene_layer = QgsRasterLayer(str(SCENE), SCENE.stem, "gdal")
+    if not scene_layer.isValid():
+        sys.exit(f"make_screenshots: cannot open {SCENE}")
+    QgsProject.instance().addMapLayer(scene_layer)
+
+    dialog_screenshot(app, scene_layer, OUT_DIR / "qgis_dialog.png")
+    result_screenshot(scene_layer, OUT_DIR / "qgis_result.png", model)
+    print(f"wrote {OUT_DIR / 'qgis_dialog.png'} and {OUT_DIR / 'qgis_result.png'}")
+
+    QgsProject.instance().removeAllMapLayers()
+    del scene_layer
+    gc.collect()
+    app.exitQgis()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Shared fixtures for the engine tests: paths, small raster writers, the real CLI, a tiny config.
+
+Only the standard library and pytest are imported at module level, so this file also loads
+under the QGIS test environment (tests/qgis has its own conftest.py on top of this one).
+Helpers are handed out as fixtures (functions), never imported from this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIOCRUST = SHARED_DATA / "biocrust_usa"
+LANDSAT = SHARED_DATA / "landsat" / "l7_etm_olinda.tif"
+ERROR_PREFIX = "jess-geo: error: "
+
+# Small enough that one CPU epoch takes seconds: 4 steps of 4 crops of 64 px, a slim decoder.
+TINY_SETTINGS: dict[str, Any] = {
+    "samples_per_epoch": 16,
+    "batch_size": 4,
+    "crop_size": 64,
+    "val_crop": 128,
+    "photo_scale": 1.0,
+    "decoder_channels": [16, 16, 16, 16, 16],
+    "encoder_weights": "none",
+    "warmup_epochs": 0,
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def sample_train() -> dict[str, Path]:
+    """The bundled training layout: three small GeoTIFF scenes, their masks and the class table."""
+    paths = {
+        "images": SAMPLE / "train" / "images",
+        "masks": SAMPLE / "train" / "masks",
+        "classes": SAMPLE / "classes.json",
+    }
+    for p in paths.values():
+        if not p.exists():
+            pytest.skip(f"sample data {p} is missing; run `make sample-data`")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def biocrust_dir() -> Path:
+    """The real biocrust photos (skips when the shared data set is not on this machine)."""
+    if not (BIOCRUST / "images").is_dir() or not (BIOCRUST / "classes.json").is_file():
+        pytest.skip(f"real data {BIOCRUST} is not available on this machine")
+    return BIOCRUST
+
+
+@pytest.fixture(scope="session")
+def landsat_tif() -> Path:
+    """The real 6-band Landsat 7 scene (skips when absent)."""
+    if not LANDSAT.is_file():
+        pytest.skip(f"real data {LANDSAT} is not available on this machine")
+    return LANDSAT
+
+
+def _cli_command() -> list[str]:
+    exe = ROOT / ".venv" / "bin" / "jess-geo"
+    if exe.is_file():
+        return [str(exe)]
+    found = shutil.which("jess-geo")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "jess_geo.cli.main"]
+
+
+@pytest.fixture(scope="session")
+def jess_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run the installed `jess-geo` command: ``jess_cli("info", path, cwd=..., timeout=...)``."""
+
+    def run(*args: Any, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = dict(os.environ, COLUMNS="200")
+        env.pop("PYTHONWARNINGS", None)
+        return subprocess.run(
+            [*_cli_command(), *map(str, args)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def cli_command() -> list[str]:
+    """The argv prefix that starts the real `jess-geo` command (for Popen-based tests)."""
+    return _cli_command()
+
+
+@pytest.fixture(scope="session")
+def assert_cli_error() -> Callable[[subprocess.CompletedProcess], str]:
+    """Check a failed CLI run: non-zero exit, exactly one stderr line `jess-geo: error: ...`, no traceback."""
+
+    def check(proc: subprocess.CompletedProcess, code: int | None = 2) -> str:
+        assert proc.returncode != 0, f"expected a failure, got exit 0\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        if code is not None:
+            assert proc.returncode == code, proc.stderr
+        assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{proc.stderr}"
+        assert lines[0].startswith(ERROR_PREFIX), lines[0]
+        message = lines[0][len(ERROR_PREFIX):]
+        # One sentence that says what is wrong and how to fix it: "<problem>; <remedy>."
+        assert message.rstrip().endswith((".", ")")), message
+        return message
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def write_raster() -> Callable[..., Path]:
+    """Write a small raster with rasterio.
+
+    ``write_raster(path, data, crs="EPSG:32612", transform=None, nodata=None, alpha=False,
+    mask=None, driver=None)``: ``data`` is ``(bands, H, W)`` or ``(H, W)``; ``crs=None`` writes an
+    ungeoreferenced file; ``alpha`` marks the last band as alpha; ``mask`` (bool ``(H, W)``, True =
+    valid) is written as an internal GDAL mask.
+    """
+    import numpy as np
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import ColorInterp
+
+    def write(
+        path: Path,
+        data: Any,
+        crs: str | None = "EPSG:32612",
+        transform: Affine | None = None,
+        nodata: float | None = None,
+        alpha: bool = False,
+        mask: Any = None,
+        driver: str | None = None,
+    ) -> Path:
+        path = Path(path)
+        arr = np.asarray(data)
+        if arr.ndim == 2:
+            arr = arr[None]
+        count, height, width = arr.shape
+        if driver is None:
+            driver = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "GTiff")
+        profile: dict[str, Any] = {"driver": driver, "width": width, "height": height, "count": count, "dtype": arr.dtype.name}
+        if crs is not None:
+            profile["crs"] = crs
+            profile["transform"] = transform or Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0)
+        elif transform is not None:
+            profile["transform"] = transform
+        if nodata is not None:
+            profile["nodata"] = nodata
+        if driver == "GTiff":
+            # GDAL would take the 4th band of a 4-band byte GeoTIFF for alpha; say what it is.
+            profile["photometric"] = "RGB" if (alpha and count == 4) else "MINISBLACK"
+            if alpha:
+                profile["alpha"] = "YES"
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(arr)
+                if alpha and driver != "GTiff":
+                    dst.colorinterp = [*dst.colorinterp[:-1], ColorInterp.alpha]
+                if mask is not None:
+                    dst.write_mask(np.where(np.asarray(mask, dtype=bool), 255, 0).astype("uint8"))
+        for side in (Path(str(path) + ".aux.xml"),):
+            side.unlink(missing_ok=True)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Callable[..., Path]:
+    """Write a YAML training config for a seconds-long CPU run: ``tiny_config(folder, **overrides)``."""
+
+    def write(folder: Path, **overrides: Any) -> Path:
+        import yaml
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "tiny.yaml"
+        path.write_text(yaml.safe_dump({**TINY_SETTINGS, **overrides}, sort_keys=True), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_train: dict[str, Path],
+    tiny_config: Callable[..., Path],
+    jess_cli: Callable[..., subprocess.CompletedProcess],
+) -> dict[str, Any]:
+    """One real, seconds-long `jess-geo train --epochs 1` on the sample data, shared by the tests."""
+    base = tmp_path_factory.mktemp("trained")
+    cfg = tiny_config(base / "config")
+    out = base / "run"
+    proc = jess_cli(
+        "train", "--images", sample_train["images"], "--masks", sample_train["masks"],
+        "--classes", sample_train["classes"], "--config", cfg, "--output-dir", out,
+        "--epochs", 1, "--quiet", "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {"out": out, "model": out / "model.pt", "config": cfg, "stdout": proc.stdout, "stderr": proc.stderr}

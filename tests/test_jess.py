@@ -1,0 +1,207 @@
+"""JESS: the energy term's sign and gradient, its squared-energy guard, `jess-geo adapt`, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jess_geo.cli.main import main
+from jess_geo.training.energy import free_energy, jess_energy_loss, masked_mean
+from jess_geo.training.task import SegmentationTask
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+CLI = ROOT / ".venv" / "bin" / "jess-geo"
+TINY = {"photo_scale": 1.0, "crop_size": 64, "batch_size": 4, "epochs": 1, "samples_per_epoch": 8,
+        "decoder_channels": [16, 16, 16, 16, 16], "encoder_weights": "none", "val_crop": 128}
+
+
+class TinyNet(torch.nn.Module):
+    """Two convolutions: enough to tell two input distributions apart, fast to train."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _domains(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source images with labels from the first band's sign; target = the same kind, shifted and dimmer."""
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(n, 3, 16, 16, generator=g)
+    ys = (xs[:, 0] > 0).long() + (xs[:, 1] > 1).long()
+    xt = 0.6 * torch.randn(n, 3, 16, 16, generator=g) + torch.tensor([1.0, -0.5, 0.5]).view(1, 3, 1, 1)
+    return xs, ys, xt
+
+
+def _gap(net: torch.nn.Module, xs: torch.Tensor, xt: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(free_energy(net(xt)).mean() - free_energy(net(xs)).mean())
+
+
+def test_free_energy_and_gap_gradient_sign() -> None:
+    logits = torch.tensor([[[[0.0]], [[0.0]]]])  # two classes, equal logits: E = -log 2
+    assert torch.allclose(free_energy(logits), torch.tensor([[[-np.log(2.0)]]], dtype=torch.float32))
+    et = torch.zeros(2, 4, 4, requires_grad=True)
+    es = torch.zeros(2, 4, 4, requires_grad=True)
+    valid = torch.ones(2, 4, 4, dtype=torch.bool)
+    valid[1] = False  # invalid pixels get no gradient and do not count in the mean
+    loss, _, _ = jess_energy_loss(et, es, valid, None, reg=0.0)
+    loss.backward()
+    assert float(et.grad[0].sum()) == pytest.approx(1.0) and float(et.grad[1].abs().sum()) == 0.0
+    assert float(es.grad.sum()) == pytest.approx(-1.0)  # minimising raises the source energy
+    assert float(masked_mean(torch.arange(4.0), torch.tensor([True, False, True, False]))) == pytest.approx(1.0)
+
+
+def test_jess_steps_lower_target_energy_relative_to_source() -> None:
+    """Through SegmentationTask.training_step: with the energy term the target/source gap falls;
+    the same steps without it (lambda 0, same shared forward pass) do not move it as far."""
+    xs, ys, xt = _domains(64, 1)
+    hold_s, _, hold_t = _domains(16, 2)
+    gaps = {}
+    for lam in (0.0, 1.0):
+        net = TinyNet()
+        before = _gap(net, hold_s, hold_t)
+        target_batches = [{"image": xt[i : i + 4], "valid": torch.ones(4, 16, 16, dtype=torch.bool)} for i in range(0, 64, 4)]
+        task = SegmentationTask(net, ["a", "b", "c"], lr=1e-2, target_loader=target_batches, energy_weight=lam)  # type: ignore[arg-type]
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log outside a Trainer
+            for step in range(25):
+                i = (step * 8) % 64
+                batch = {"image": xs[i : i + 8], "mask": ys[i : i + 8], "valid": torch.ones(8, 16, 16, dtype=torch.bool)}
+                loss = task.training_step(batch, step)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        gaps[lam] = (before, _gap(net, hold_s, hold_t))
+    before, after = gaps[1.0]
+    assert after < before - 1.0, gaps
+    assert after < 0.0, gaps  # target energy now below source energy
+    assert after < gaps[0.0][1] - 1.0, gaps
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.05])
+def test_squared_energy_guard_bounds_the_energies(reg: float) -> None:
+    """Energy-only optimisation: without the guard the target energy runs away; with it, it
+    settles near the analytic optimum -1 / (2 reg) and the logits stay bounded."""
+    xs, _, xt = _domains(16, 3)
+    net = TinyNet()
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    history = []
+    for _ in range(300):
+        loss, et, es = jess_energy_loss(free_energy(net(xt)), free_energy(net(xs)), reg=reg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append((float(et), float(es)))
+    et_end, es_end = history[-1]
+    if reg == 0.0:
+        assert et_end < -40.0 and history[-1][0] < history[-50][0] - 5.0  # still falling: diverges
+    else:
+        bound = 1 / (2 * reg)
+        assert abs(et_end + bound) < 0.25 * bound and abs(es_end - bound) < 0.25 * bound
+        assert abs(history[-1][0] - history[-50][0]) < 0.5  # converged
+        with torch.no_grad():
+            assert float(net(torch.cat([xs, xt])).abs().max()) < 4 * bound
+
+
+def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["jess-geo", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny-recipe config, a target folder (the sample photo, darker and bluer), a 1-band folder, an empty one."""
+    root = tmp_path_factory.mktemp("jess")
+    cfg = root / "tiny.yaml"
+    cfg.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in TINY.items()))
+    (root / "target").mkdir()
+    rgb = np.asarray(Image.open(SAMPLE / "photo.jpg").convert("RGB")).astype(np.float32)
+    shifted = np.clip(rgb * np.array([0.8, 0.9, 1.15]) - 10, 0, 255).astype(np.uint8)
+    Image.fromarray(shifted).save(root / "target" / "photo.png")
+    (root / "grey").mkdir()
+    Image.open(SAMPLE / "photo.jpg").convert("L").save(root / "grey" / "photo.png")
+    (root / "empty").mkdir()
+    return {"root": root, "config": cfg, "target": root / "target", "grey": root / "grey", "empty": root / "empty"}
+
+
+@pytest.fixture(scope="module")
+def base_model(folders: dict[str, Path]) -> Path:
+    out = folders["root"] / "base"
+    res = subprocess.run(
+        [str(CLI), "train", "--config", str(folders["config"]), "--images", str(SAMPLE / "train" / "images"),
+         "--masks", str(SAMPLE / "train" / "masks"), "--classes", str(SAMPLE / "classes.json"),
+         "--output-dir", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    return out / "model.pt"
+
+
+def test_adapt_records_the_adaptation(
+    base_model: Path, folders: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = folders["root"] / "adapted"
+    code, _, err = _run_cli(
+        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
+         "--target-images", str(folders["target"]), "--output-dir", str(out), "--epochs", "1", "--lambda", "0.05", "--quiet"],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+    info = subprocess.run([str(CLI), "info", str(out / "model.pt"), "--json"], capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0, info.stderr
+    meta = json.loads(info.stdout)
+    a = meta["adaptation"]
+    assert a["method"] == "jess" and a["lambda"] == 0.05 and a["epochs"] == 1
+    assert [Path(p).name for p in a["target_images"]] == ["photo.png"]
+    assert a["base_model"]["name"] == "model.pt" and len(a["base_model"]["sha256"]) == 64
+    assert meta["training"]["lr"] == pytest.approx(2e-4)  # fine-tuning default
+    assert meta["training"]["crop_size"] == 64  # the base model's recipe is kept
+    assert meta["classes"] == json.loads(subprocess.run(
+        [str(CLI), "info", str(base_model), "--json"], capture_output=True, text=True, timeout=120).stdout)["classes"]
+    text = subprocess.run([str(CLI), "info", str(out / "model.pt")], capture_output=True, text=True, timeout=120).stdout
+    assert "adaptation:" in text
+
+
+@pytest.mark.parametrize("case", ["empty", "bands", "lambda"])
+@pytest.mark.parametrize("command", ["train", "adapt"])
+def test_bad_jess_input_is_one_line(
+    command: str, case: str, base_model: Path, folders: dict[str, Path],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = {"empty": folders["empty"], "bands": folders["grey"], "lambda": folders["target"]}[case]
+    out = folders["root"] / f"bad_{command}_{case}"
+    args = ["--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
+            "--target-images", str(target), "--output-dir", str(out), "--quiet"]
+    if case == "lambda":
+        args += ["--lambda", "-0.01"]
+    if command == "train":
+        args = ["train", "--config", str(folders["config"]), "--classes", str(SAMPLE / "classes.json"), "--method", "jess", *args]
+    else:
+        args = ["adapt", str(base_model), *args]
+    code, _, err = _run_cli(args, capsys, monkeypatch)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("jess-geo: error: "), err
+    expected = {"empty": "holds no raster files", "bands": "has 1 band(s) but the source images", "lambda": "lambda"}[case]
+    assert expected in lines[0]
+    assert not out.exists()  # nothing written
