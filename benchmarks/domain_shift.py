@@ -67,7 +67,13 @@ SPLITS: dict[str, dict[str, list[str]]] = {
         "target": ["stop_1_spring_2012", "stop_5_attempt_2_spring_2012"],
     },
 }
-ARM_METHOD = {"baseline": ("baseline", None), "jess": ("jess", None), "mixed-BN": ("jess", 0.0)}
+# arm -> (method, lambda (None: --energy-weight), BatchNorm statistics in the shared pass)
+ARM_METHOD = {
+    "baseline": ("baseline", None, "mixed"),
+    "jess": ("jess", None, "mixed"),
+    "jess-srcBN": ("jess", None, "source"),
+    "mixed-BN": ("jess", 0.0, "mixed"),
+}
 
 
 # --------------------------------------------------------------------------------------- data
@@ -231,7 +237,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     for split in args.splits:
         for seed in args.seeds:
             for arm in args.arms:
-                method, lam = ARM_METHOD[arm]
+                method, lam, bn = ARM_METHOD[arm]
                 f = folders[split]
                 out = work / "runs" / f"{split}_{arm}_s{seed}"
                 if out.exists():
@@ -244,7 +250,8 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "lr": args.lr, "epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch,
                     "warmup_epochs": 1, "val_crop": 512, "accelerator": "cpu", "method": method,
                     "target_images": str(f["target"] / "images"), "target_masks": str(f["target"] / "masks"),
-                    "energy_weight": args.energy_weight if lam is None else lam,
+                    "energy_weight": args.energy_weight if lam is None else lam, "jess_batchnorm": bn,
+                    "energy_reg": args.energy_reg,
                 }
                 spec = {"split": split, "arm": arm, "seed": seed, "config": cfg, "threads": args.threads,
                         "folders": {k: str(v) for k, v in f.items()}, "predict_seed": args.seeds[0],
@@ -286,7 +293,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     steps = args.epochs * max(1, args.samples_per_epoch // args.batch_size)
     lines.append(f"Recipe: photo_scale {args.photo_scale}, crop {args.crop}, batch {args.batch_size}, AdamW lr {args.lr} "
                  f"(1 warm-up epoch, cosine), {args.epochs} epochs x {steps // args.epochs} steps = {steps} steps per run, "
-                 f"lambda {args.energy_weight}, ImageNet EfficientNet-Lite0 U-Net; seeds {args.seeds}; "
+                 f"lambda {args.energy_weight}, energy guard {args.energy_reg}, ImageNet EfficientNet-Lite0 U-Net; seeds {args.seeds}; "
                  f"{args.parallel} runs at a time, {args.threads} torch thread(s) each.")
     lines.append("")
     lines.append("| split | method | runs | target acc % (native) | target mIoU % (native) | target acc % (epochs 20-80 %) | "
@@ -402,11 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-scale", type=float, default=0.5)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--energy-weight", type=float, default=0.01)
+    ap.add_argument("--energy-reg", type=float, default=1e-3, help="squared-energy guard (energies bounded at 1 / (2 reg))")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (baseline and JESS of a seed side by side)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--work", help="work folder (default: a new temporary folder)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--report-only", help="rebuild the report from a domain_shift_runs.json")
+    ap.add_argument("--report-only", nargs="+", help="rebuild the report from domain_shift_runs.json file(s) (merged)")
     args = ap.parse_args(argv)
     if args.child:
         child(Path(args.child))
@@ -416,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{DATA} not found", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    results = json.loads(Path(args.report_only).read_text()) if args.report_only else run_all(args)
+    results = [r for f in args.report_only for r in json.loads(Path(f).read_text())] if args.report_only else run_all(args)
     text = report(results, args)
     print()
     print(text)

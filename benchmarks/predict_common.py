@@ -22,8 +22,14 @@ CLASSES = [
 ]
 
 
-def make_scene(path: Path, height: int, width: int, *, bands: int = 3, block_rows: int = 1024, seed: int = 0) -> Path:
-    """A smooth, compressible uint8 scene written strip by strip (tiled, deflate, EPSG:32633, 0.5 m)."""
+def make_scene(path: Path, height: int, width: int, *, bands: int = 3, block_rows: int = 1024, seed: int = 0,
+               nodata_margin: float = 0.0) -> Path:
+    """A smooth, compressible uint8 scene written strip by strip (tiled, deflate, EPSG:32633, 0.5 m).
+
+    ``nodata_margin`` > 0: nodata value 0 and the image framed like a Landsat scene: only a
+    rotated square (13 degrees) inset by that fraction of the size on each side is valid;
+    valid pixels are 1..255.
+    """
     path = Path(path)
     if path.exists():
         return path
@@ -32,6 +38,11 @@ def make_scene(path: Path, height: int, width: int, *, bands: int = 3, block_row
         "crs": "EPSG:32633", "transform": Affine(0.5, 0, 500000, 0, -0.5, 4000000),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
     }
+    if nodata_margin > 0:
+        profile["nodata"] = 0
+    ang = np.deg2rad(13.0)
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    half_h, half_w = (0.5 - nodata_margin) * height, (0.5 - nodata_margin) * width
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 6.28, size=bands)
     tmp = path.with_name(path.name + ".part")
@@ -43,7 +54,11 @@ def make_scene(path: Path, height: int, width: int, *, bands: int = 3, block_row
             data = np.empty((bands, r1 - r0, width), np.uint8)
             for b in range(bands):
                 v = 128 + 60 * np.sin(x / 37.0 + phase[b]) * np.cos(y / 53.0) + 40 * np.sin((x + y) / 211.0 + b)
-                data[b] = np.clip(v, 0, 255).astype(np.uint8)
+                data[b] = np.clip(v, 1 if nodata_margin > 0 else 0, 255).astype(np.uint8)
+            if nodata_margin > 0:
+                u = (x - cx) * np.cos(ang) + (y - cy) * np.sin(ang)
+                w = -(x - cx) * np.sin(ang) + (y - cy) * np.cos(ang)
+                data[:, (np.abs(u) > half_w) | (np.abs(w) > half_h)] = 0
             dst.write(data, window=rasterio.windows.Window(0, r0, width, r1 - r0))
     os.replace(tmp, path)
     return path
@@ -77,3 +92,8 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def median(values: list[float]) -> float:
+    """Median of a non-empty list."""
+    return float(np.median(np.asarray(values, dtype=np.float64)))

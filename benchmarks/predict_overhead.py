@@ -1,7 +1,10 @@
 """Pipeline overhead: end-to-end `predict_raster` against the bare forward pass over the same tiles.
 
-Same process, same model, same tiles, same batch size. "Bare forward" is only the network called
-on batches already in memory (no reading, normalising, blending, writing or vectorizing).
+Same process, same model object, same tiles (the TileGrid predict_raster uses), same batch size,
+same torch thread count. "Bare forward" is only the network called on batches already normalised
+and in memory (no reading, blending, writing or vectorizing). Each variant is warmed up once;
+then the variants are timed ``--repeats`` times in alternating order (A B C, C B A, ...) and the
+median is reported. The scene has no nodata, so predict runs every tile the bare pass runs.
 Target (issue 3): end to end at most 15 % slower than the bare forward pass on CPU.
 
     .venv/bin/python benchmarks/predict_overhead.py [--size 2048] [--tile 256] [--overlap 32]
@@ -20,35 +23,39 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_common import make_model, make_scene  # noqa: E402
+from predict_common import make_model, make_scene, median  # noqa: E402
 
 from jess_geo.inference.predict import predict_raster, resolve_device  # noqa: E402
 from jess_geo.inference.tiling import TileGrid  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402
 
 
-def bare_forward(scene: Path, loaded, tile: int, overlap: int, batch: int, device: torch.device) -> tuple[float, int]:
-    """Seconds for the network alone over the tiles predict_raster runs (inputs prepared beforehand)."""
+def tile_batches(scene: Path, loaded, tile: int, overlap: int, batch: int, device: torch.device) -> list[torch.Tensor]:
+    """The normalised network input of every tile predict_raster runs, in batches of ``batch``."""
+    norm = loaded.metadata["normalization"]
+    mean = np.asarray(norm["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(norm["std"], np.float32).reshape(1, -1, 1, 1)
     with rasterio.open(scene) as src:
         grid = TileGrid(src.height, src.width, tile, overlap)
         tiles = [t for row in grid.rows() for t in row]
         data = src.read()
     x = np.stack([data[:, t.row : t.row + t.height, t.col : t.col + t.width] for t in tiles]).astype(np.float32)
-    x = (x - 128.0) / 50.0
-    batches = [torch.from_numpy(x[i : i + batch]).to(device) for i in range(0, len(x), batch)]
-    net = loaded.model.to(device).eval()
+    x = (x - mean) / std
+    return [torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device) for i in range(0, len(x), batch)]
+
+
+def bare_forward(net: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
+    """Seconds for the network alone over ``batches`` (the same inference settings as predict_raster)."""
     amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    t0 = time.perf_counter()
     with torch.inference_mode(), amp:
-        net(batches[0])  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
         for b in batches:
             y = net(b)
+            if device.type == "cpu":
+                y.numpy()  # the logits exist on the host, as predict_raster needs them
         if device.type == "cuda":
             torch.cuda.synchronize()
-        del y
-    return time.perf_counter() - t0, len(tiles)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -58,43 +65,61 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--no-vector", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jess_geo_bench")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     scene = make_scene(args.workdir / f"scene_{args.size}.tif", args.size, args.size)
     model_path = make_model(args.workdir / "bench_model.pt", tile=args.tile, overlap=args.overlap)
     loaded = load_model_file(model_path)
     device = resolve_device(args.device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, scene {args.size}x{args.size}x3, "
-          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}")
+    net = loaded.model.to(device).eval()
+    batches = tile_batches(scene, loaded, args.tile, args.overlap, args.batch_size, device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, scene {args.size}x{args.size}x3 (no nodata), "
+          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, model efficientnet-lite0 U-Net "
+          f"(decoder 16), median of {args.repeats} alternating runs after a warm-up")
+    kw = dict(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=str(device), overwrite=True)
+    out = args.workdir / "out_classes.tif"
+    info: dict = {}
 
-    # warm-up run (first-call costs of the network and GDAL)
-    predict_raster(scene, loaded, args.workdir / "warm.tif", tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                   device=str(device), overwrite=True, cover=False)
-    bare, e2e, e2e_nv = [], [], []
-    for _ in range(args.repeats):
-        t, n = bare_forward(scene, loaded, args.tile, args.overlap, args.batch_size, device)
-        bare.append(t)
+    def run_bare() -> float:
+        return bare_forward(net, batches, device)
+
+    def run_predict() -> float:
         t0 = time.perf_counter()
-        res = predict_raster(scene, loaded, args.workdir / "out_classes.tif", tile_size=args.tile, overlap=args.overlap,
-                             batch_size=args.batch_size, device=str(device), overwrite=True, cover=False)
-        e2e_nv.append(time.perf_counter() - t0)
-        if not args.no_vector:
-            t0 = time.perf_counter()
-            res = predict_raster(scene, loaded, args.workdir / "out_classes.tif", vector=args.workdir / "out_classes.gpkg",
-                                 tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=str(device),
-                                 overwrite=True)
-            e2e.append(time.perf_counter() - t0)
-    b = min(bare)
-    print("runs: bare", [round(t, 2) for t in bare], "predict", [round(t, 2) for t in e2e_nv], "predict+vector", [round(t, 2) for t in e2e])
-    print(f"tiles {n} (run {res['tiles_run']})")
+        info["res"] = predict_raster(scene, loaded, out, cover=False, **kw)
+        return time.perf_counter() - t0
+
+    def run_vector() -> float:
+        t0 = time.perf_counter()
+        predict_raster(scene, loaded, out, vector=args.workdir / "out_classes.gpkg", **kw)
+        return time.perf_counter() - t0
+
+    variants = {"bare": run_bare, "predict": run_predict}
+    if not args.no_vector:
+        variants["vector"] = run_vector
+    for fn in variants.values():  # warm-up: first-call costs of the network, GDAL, the vectorizer
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for i in range(args.repeats):
+        order = list(variants) if i % 2 == 0 else list(reversed(variants))
+        for k in order:
+            times[k].append(variants[k]())
+    print("runs (s):", ", ".join(f"{k} {[round(t, 2) for t in v]}" for k, v in times.items()))
+    res = info["res"]
+    print(f"tiles {res['tiles']} (run {res['tiles_run']}), network batches {len(batches)}")
+    b = median(times["bare"])
+    p = median(times["predict"])
     print(f"bare forward                          {b:8.2f} s")
-    print(f"predict (read/infer/blend/write)      {min(e2e_nv):8.2f} s   overhead {100 * (min(e2e_nv) / b - 1):+.1f} %")
-    if e2e:
-        print(f"predict + cover + vectorize           {min(e2e):8.2f} s   overhead {100 * (min(e2e) / b - 1):+.1f} %")
-    print(f"target: at most +15 % on CPU (end-to-end within 70 % of bare throughput on GPU)")
+    print(f"predict (read/infer/blend/write)      {p:8.2f} s   overhead {100 * (p / b - 1):+.1f} %")
+    if "vector" in times:
+        v = median(times["vector"])
+        print(f"predict + cover + vectorize           {v:8.2f} s   overhead {100 * (v / b - 1):+.1f} %")
+    print("target: at most +15 % on CPU (end-to-end within 70 % of bare throughput on GPU)")
 
 
 if __name__ == "__main__":

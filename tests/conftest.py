@@ -87,7 +87,7 @@ def _cli_command() -> list[str]:
 def jess_cli() -> Callable[..., subprocess.CompletedProcess]:
     """Run the installed `jess-geo` command: ``jess_cli("info", path, cwd=..., timeout=...)``."""
 
-    def run(*args: Any, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(*args: Any, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
         env = dict(os.environ, COLUMNS="200")
         env.pop("PYTHONWARNINGS", None)
         return subprocess.run(

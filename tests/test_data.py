@@ -355,3 +355,26 @@ def test_polygon_without_a_class_value_is_refused(tmp_path: Path, write_raster: 
     with pytest.raises(InputError) as exc:
         load_scene(img, tmp_path / "plot.geojson", CLASSES, None, NATIVE)
     assert "not an integer" in _one_line(exc)
+
+
+def test_statistics_of_all_nodata_images_is_an_input_error(tmp_path: Path, write_raster: Callable) -> None:
+    scene = load_scene(write_raster(tmp_path / "void.tif", np.zeros((3, 8, 8), np.uint8), nodata=0), None, None, None, NATIVE)
+    with pytest.raises(InputError) as exc:
+        compute_stats([scene])
+    assert "void" in _one_line(exc)
+
+
+def test_real_biocrust_photos_pair_and_load(biocrust_dir: Path) -> None:
+    from jess_geo.classes import load_class_table
+
+    classes = load_class_table(biocrust_dir / "classes.json")
+    pairs = pair_files(biocrust_dir / "images", biocrust_dir / "masks")
+    assert len(pairs) >= 2 and all(i.stem == m.stem for i, m in pairs)
+    image, mask = pairs[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scene = load_scene(image, mask, classes, None, {"gsd": None, "photo_scale": 0.125})
+    assert [str(w.message) for w in caught] == []
+    assert scene.image.shape[0] == 3 and not scene.info.georeferenced
+    assert scene.target is not None and scene.target.shape == scene.image.shape[1:]
+    assert set(np.unique(scene.target).tolist()) <= set(range(len(classes))) | {IGNORE_INDEX}

@@ -113,8 +113,9 @@ def test_squared_energy_guard_bounds_the_energies(reg: float) -> None:
         bound = 1 / (2 * reg)
         assert abs(et_end + bound) < 0.25 * bound and abs(es_end - bound) < 0.25 * bound
         assert abs(history[-1][0] - history[-50][0]) < 0.5  # converged
-        with torch.no_grad():
-            assert float(net(torch.cat([xs, xt])).abs().max()) < 4 * bound
+        with torch.no_grad():  # the top logit is what blows up; logsumexp (-E) caps it
+            logits = net(torch.cat([xs, xt]))
+            assert float(logits.max()) < 2 * bound and float(free_energy(logits).abs().max()) < 3 * bound
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
@@ -205,3 +206,31 @@ def test_bad_jess_input_is_one_line(
     expected = {"empty": "holds no raster files", "bands": "has 1 band(s) but the source images", "lambda": "lambda"}[case]
     assert expected in lines[0]
     assert not out.exists()  # nothing written
+
+
+def test_source_stats_batchnorm_matches_a_source_only_pass() -> None:
+    """In the shared pass with batchnorm="source", the source crops come out exactly as in a
+    source-only training pass, and BatchNorm's running statistics move exactly as they would."""
+    import copy
+
+    from jess_geo.models.factory import architecture_dict, build_model
+    from jess_geo.training.task import source_stats_batchnorm
+
+    torch.manual_seed(0)
+    net = build_model(architecture_dict(in_channels=3, num_classes=3, decoder_channels=(16, 16, 16, 16, 16)))
+    net.train()
+    for m in net.modules():  # stochastic depth would draw different masks for different batch sizes
+        if type(m).__name__ == "DropPath":
+            m.eval()
+    twin = copy.deepcopy(net)
+    x, xt = torch.randn(3, 3, 64, 64), torch.randn(2, 3, 64, 64) * 0.3 + 1.0
+    alone = net(x)
+    with source_stats_batchnorm(twin, 3):
+        shared = twin(torch.cat([x, xt]))
+    assert torch.allclose(shared[:3], alone, atol=1e-4)
+    for a, b in zip(net.modules(), twin.modules()):
+        if isinstance(a, torch.nn.modules.batchnorm._BatchNorm):
+            assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6)
+            assert torch.allclose(a.running_var, b.running_var, atol=1e-5)
+    assert all("forward" not in vars(m) for m in twin.modules())  # patch removed afterwards
+    shared.sum().backward()  # and it is differentiable

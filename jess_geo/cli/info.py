@@ -6,6 +6,7 @@ import json
 
 import click
 
+from jess_geo.errors import ModelFileError
 from jess_geo.models.modelfile import bundled_demo_model, read_metadata
 
 
@@ -14,6 +15,8 @@ from jess_geo.models.modelfile import bundled_demo_model, read_metadata
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as one JSON object.")
 def command(model: str | None, as_json: bool) -> None:
     """Show what a model file is: architecture, bands, classes, resolution, training, metrics."""
+    if model is None and not bundled_demo_model().is_file():
+        raise ModelFileError("No model file given and no bundled demo model is installed; pass one: jess-geo info MODEL.")
     meta = read_metadata(model or bundled_demo_model())
     if as_json:
         click.echo(json.dumps(meta))

@@ -10,7 +10,13 @@ How it works
 - Three stages overlap: a reader thread reads full-width strips of the tile rows (every input
   row is decoded once; overlap rows are carried over), normalises tiles and queues batches; the
   calling thread runs the network and blends; a writer thread turns finished cells into
-  classes, probabilities and energy and writes them in block-aligned strips.
+  classes, probabilities and energy and writes them in block-aligned strips. On a GPU the three
+  run at the same time. On the CPU the network already keeps every core busy, and work in the
+  other threads during a network call stalls torch's threads at every barrier (the network then
+  loses more time than that work takes), so there the reader and writer take turns with the
+  network calls (one lock) and run beside the blending and while the network waits for data.
+- The network call also multiplies the logits by the tile's blending weights (torch's threads,
+  or the GPU), so blending is one addition per tile.
 - Flat memory: no array spans the scene. Tiles are blended in row-major order; the scene is cut
   into *cells* (rows from one tile row start to the next x columns from one tile column start
   to the next); a cell is final as soon as its tile is blended, so only a window one tile wide
@@ -26,6 +32,7 @@ How it works
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -37,6 +44,7 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -54,6 +62,7 @@ from jess_geo.progress import ProgressCallback
 __all__ = ["predict_raster", "resolve_device", "default_outputs", "cover_paths", "format_cover"]
 
 _POLL = 0.1
+_SERIAL_CPU = True  # see _run: on the CPU, reader / writer work never runs during a network call
 
 
 # ----------------------------------------------------------------------------- options
@@ -183,65 +192,84 @@ def _read_rows(src: Any, bands: list[int], row0: int, row1: int, width: int) -> 
         raise InputError(f"{src.name} could not be read near row {row0} (corrupt or truncated image?); re-export or replace the file.") from None
 
 
-def _reader(plan: _Plan, out: "queue.Queue[Any]", stop: threading.Event, batch_size: int) -> None:
+def _reader(plan: _Plan, out: "queue.Queue[Any]", stop: threading.Event, batch_size: int,
+            gate: "threading.Lock | contextlib.nullcontext[None]") -> None:
     info, grid = plan.info, plan.grid
     norm = plan.meta["normalization"]
     mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(norm["std"], dtype=np.float32).reshape(-1, 1, 1)
+    inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).reshape(-1, 1, 1).astype(np.float32)
     nh, nw = plan.net_shape
     wh, ww = plan.work_shape
     th = grid.tile_height
     pending: list[tuple[Tile, np.ndarray]] = []
     run: list[int] = []
-    xs: list[np.ndarray] = []
+    nb = len(plan.bands)
+    padded = (nh, nw) != (wh, ww)
+    buf = np.empty((batch_size, nb, nh, nw), dtype=np.float32)  # the next batch, filled tile by tile
 
     def flush() -> bool:
-        nonlocal pending, run, xs
+        nonlocal pending, run, buf
         if not pending:
             return True
-        x = None
-        if xs:
-            x = np.zeros((len(xs), len(plan.bands), nh, nw), dtype=np.float32)
-            for i, t in enumerate(xs):
-                x[i, :, : t.shape[1], : t.shape[2]] = t
+        x = buf[: len(run)] if run else None
         ok = _put(out, _Batch(pending, run, x), stop)
-        pending, run, xs = [], [], []
+        if run:
+            buf = np.empty_like(buf)  # the batch just queued keeps its own buffer
+        pending, run = [], []
         return ok
 
+    def fill(i: int, x: np.ndarray, v: np.ndarray) -> None:
+        """Normalise tile ``x`` (C, h, w) into slot ``i`` of the batch buffer; nodata and padding are 0."""
+        dst = buf[i]
+        if padded:
+            dst.fill(0.0)
+        d = dst[:, : x.shape[1], : x.shape[2]]
+        np.subtract(x, mean, out=d, casting="unsafe")
+        d *= inv_std
+        if not v.all():
+            d[:, ~v] = 0.0
+
     with open_raster(info.path) as src:
-        carry_rows: np.ndarray | None = None
-        carry_valid: np.ndarray | None = None
+        # one strip buffer, reused: the rows shared with the next tile row move up, new rows are read below
+        raw = np.empty((len(plan.bands), th, info.width), dtype=np.dtype(info.dtype))
+        # no nodata, alpha or mask: one read-only all-valid strip for every tile row (no memory)
+        all_valid = src.nodata is None and all(MaskFlags.all_valid in f for f in src.mask_flag_enums)
+        valid_all = np.broadcast_to(np.True_, (th, info.width))
+        valid: np.ndarray = valid_all
         carry_end = 0
         for tile_row in grid.rows():
             if stop.is_set():
                 return
             r0, r1 = tile_row[0].row, tile_row[0].row + th
             new0 = max(r0, carry_end)
-            raw_new = _read_rows(src, plan.bands, new0, r1, info.width)
-            valid_new = read_valid(src, window=Window(0, new0, info.width, r1 - new0))
-            if carry_rows is not None and new0 > r0:
-                keep = carry_end - r0
-                raw = np.concatenate([carry_rows[:, -keep:], raw_new], axis=1)
-                valid = np.concatenate([carry_valid[-keep:], valid_new], axis=0)  # type: ignore[index]
-            else:
-                raw, valid = raw_new, valid_new
-            carry_rows, carry_valid, carry_end = raw, valid, r1
+            keep = new0 - r0  # rows of the previous strip that this one starts with
+            with gate:
+                raw_new = _read_rows(src, plan.bands, new0, r1, info.width)
+                if keep:
+                    raw[:, :keep] = raw[:, th - keep :]
+                raw[:, keep:] = raw_new
+                del raw_new
+                if not all_valid:
+                    valid_new = read_valid(src, window=Window(0, new0, info.width, r1 - new0))
+                    # a new array each tile row: queued batches and cells still refer to the previous one
+                    valid = np.concatenate([valid[th - keep :], valid_new], axis=0) if keep else valid_new
+                    del valid_new
+            carry_end = r1
             for t in tile_row:
-                v = valid[:, t.col : t.col + t.width]
-                pending.append((t, valid))
-                if v.any():
-                    x = raw[:, :, t.col : t.col + t.width].astype(np.float32)
-                    if plan.scale != 1.0:
-                        xt = torch.from_numpy(x)[None]
-                        shrink = wh < t.height or ww < t.width
-                        x = F.interpolate(xt, size=(wh, ww), mode="bilinear", align_corners=False, antialias=shrink)[0].numpy()
-                        vt = torch.from_numpy(v.astype(np.float32))[None, None]
-                        v = F.interpolate(vt, size=(wh, ww), mode="nearest")[0, 0].numpy() > 0.5
-                    x = (x - mean) / std
-                    x[:, ~v] = 0.0
-                    run.append(len(pending) - 1)
-                    xs.append(x)
-                if len(xs) >= batch_size or len(pending) >= 4 * batch_size:
+                with gate:
+                    v = valid[:, t.col : t.col + t.width]
+                    pending.append((t, valid))
+                    if v.any():
+                        x = raw[:, :, t.col : t.col + t.width]
+                        if plan.scale != 1.0:
+                            xt = torch.from_numpy(x.astype(np.float32))[None]
+                            shrink = wh < t.height or ww < t.width
+                            x = F.interpolate(xt, size=(wh, ww), mode="bilinear", align_corners=False, antialias=shrink)[0].numpy()
+                            vt = torch.from_numpy(v.astype(np.float32))[None, None]
+                            v = F.interpolate(vt, size=(wh, ww), mode="nearest")[0, 0].numpy() > 0.5
+                        fill(len(run), x, v)
+                        run.append(len(pending) - 1)
+                if len(run) >= batch_size or len(pending) >= 4 * batch_size:
                     if not flush():
                         return
         flush()
@@ -277,14 +305,15 @@ class _Finisher:
                 self.band["probabilities"] = np.empty((C, h, width), np.uint8)
             if "energy" in self.writers:
                 self.band["energy"] = np.empty((h, width), np.float32)
-        weight = cell.acc[C]
-        logits = cell.acc[:C] / np.where(weight > 0, weight, 1.0)[None]
         invalid = ~cell.valid
         cols = slice(cell.col0, cell.col0 + w)
-        cls = self.lut[np.argmax(logits, axis=0)]
+        # the weight sum is positive wherever a pixel is valid, so the class is the argmax of the sums
+        cls = self.lut[np.argmax(cell.acc[:C], axis=0)]
         cls[invalid] = geotiff.CLASS_NODATA
         self.band["classes"][:, cols] = cls
         if "probabilities" in self.band or "energy" in self.band:
+            weight = cell.acc[C]
+            logits = cell.acc[:C] / np.where(weight > 0, weight, 1.0)[None]
             m = logits.max(axis=0)
             ex = np.exp(logits - m[None])
             s = ex.sum(axis=0)
@@ -303,7 +332,8 @@ class _Finisher:
             self.band = {}
 
 
-def _writer(finisher: _Finisher, inbox: "queue.Queue[Any]", stop: threading.Event) -> None:
+def _writer(finisher: _Finisher, inbox: "queue.Queue[Any]", stop: threading.Event,
+            gate: "threading.Lock | contextlib.nullcontext[None]") -> None:
     while not stop.is_set():
         try:
             cell = inbox.get(timeout=_POLL)
@@ -311,7 +341,8 @@ def _writer(finisher: _Finisher, inbox: "queue.Queue[Any]", stop: threading.Even
             continue
         if cell is None:
             return
-        finisher.add(cell)
+        with gate:
+            finisher.add(cell)
 
 
 class _Blender:
@@ -345,10 +376,8 @@ class _Blender:
             self.next_carry = np.zeros((C + 1, th - final_rows, self.W), np.float32) if th > final_rows else None
         win = self.win
         assert win is not None
-        if logits is not None:
-            wt = tile_weights(tile, self.plan.grid.overlap)
-            win[:C] += logits * wt[None]
-            win[C] += wt
+        if logits is not None:  # (C + 1, h, w): logits x blending weight, then the weight (see _forward)
+            win += logits
         c_next = self.cols[j + 1] if j + 1 < len(self.cols) else self.W
         n = c_next - tile.col
         fr = self.final_rows
@@ -367,6 +396,32 @@ class _Blender:
 
 
 # ----------------------------------------------------------------------------- main entry
+
+
+_MMAP_THRESHOLD_SET = False
+
+
+def _fix_mmap_threshold(nbytes: int = 1 << 20) -> None:
+    """glibc only: serve every allocation of ``nbytes`` or more with its own mmap, freed at once.
+
+    By default glibc raises its mmap threshold each time a large block is freed (up to 32 MiB);
+    after that, strips, tile batches and blend windows come from per-thread heaps (reader, writer,
+    network threads) that are seldom given back, so the resident size creeps up during a run and
+    with the scene width. A fixed threshold turns that adjustment off. Process-wide, done once,
+    nothing on other C libraries.
+    """
+    global _MMAP_THRESHOLD_SET
+    if _MMAP_THRESHOLD_SET:
+        return
+    _MMAP_THRESHOLD_SET = True
+    try:
+        import ctypes
+        import platform
+
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            ctypes.CDLL(None).mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _cache_bytes(info: RasterInfo, plan: _Plan) -> int:
@@ -476,6 +531,7 @@ def predict_raster(
 
     dev = resolve_device(device)
     net = loaded.model.to(dev).eval()
+    _fix_mmap_threshold()
     if batch_size < 1:
         raise InputError(f"Batch size {batch_size} is not positive; pass --batch-size 1 or more.")
 
@@ -557,18 +613,34 @@ def _check_cancel(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled("Cancelled; outputs were not written (partial files removed).")
 
 
-def _forward(net: torch.nn.Module, x: np.ndarray, dev: torch.device, plan: _Plan, out_hw: tuple[int, int]) -> np.ndarray:
+def _forward(net: torch.nn.Module, x: np.ndarray, dev: torch.device, plan: _Plan, out_hw: tuple[int, int],
+             weights: torch.Tensor) -> np.ndarray:
+    """Network on batch ``x``; returns ``(B, C + 1, h, w)``: logits x blending weight, then the weight.
+
+    Weighting here runs on the device (torch's threads on the CPU) instead of in the blending loop.
+    ``weights``: ``(B, 1, h, w)`` float32 on ``dev``.
+    """
     xt = torch.from_numpy(x)
     if dev.type != "cpu":
         xt = xt.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else xt.to(dev)
     amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else contextlib.nullcontext()
-    with torch.inference_mode(), amp:
-        y = net(xt)
-    wh, ww = plan.work_shape
-    y = y[:, :, :wh, :ww].float()
-    if (wh, ww) != out_hw:
-        y = F.interpolate(y, size=out_hw, mode="bilinear", align_corners=False)
-    return y.cpu().numpy()
+    with torch.inference_mode():
+        with amp:
+            y = net(xt)
+        wh, ww = plan.work_shape
+        y = y[:, :, :wh, :ww].float()
+        if (wh, ww) != out_hw:
+            y = F.interpolate(y, size=out_hw, mode="bilinear", align_corners=False)
+        y = torch.cat([y * weights, weights], dim=1)
+        return y.cpu().numpy()
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _run(plan: _Plan, net: torch.nn.Module, dev: torch.device, writers: dict[str, geotiff.RowWriter],
@@ -578,8 +650,17 @@ def _run(plan: _Plan, net: torch.nn.Module, dev: torch.device, writers: dict[str
     batches: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     cells: "queue.Queue[Any]" = queue.Queue(maxsize=8)
     finisher = _Finisher(plan, writers, counter)
-    reader = _Stage("jess-geo-reader", lambda: _reader(plan, batches, stop, batch_size))
-    writer = _Stage("jess-geo-writer", lambda: _writer(finisher, cells, stop))
+    # On the CPU the network already uses every core (torch's intra-op threads). Reader and writer
+    # work running at the same time preempts one of those threads and stalls the others at each
+    # parallel region's barrier, so the network slows down by more than the work done beside it.
+    # There the stages take turns on the cores (a lock held around each network call and each
+    # chunk of reader / writer work); they still run beside the single-threaded blending and
+    # while the network waits for data. On a GPU the stages overlap freely.
+    # When torch leaves a core free (torch.set_num_threads below the core count), they overlap.
+    serial = dev.type == "cpu" and _SERIAL_CPU and torch.get_num_threads() >= _cores()
+    gate: Any = threading.Lock() if serial else contextlib.nullcontext()
+    reader = _Stage("jess-geo-reader", lambda: _reader(plan, batches, stop, batch_size, gate))
+    writer = _Stage("jess-geo-writer", lambda: _writer(finisher, cells, stop, gate))
 
     def emit(cell: _Cell) -> None:
         if not _put(cells, cell, stop):
@@ -588,6 +669,16 @@ def _run(plan: _Plan, net: torch.nn.Module, dev: torch.device, writers: dict[str
             raise writer.error
 
     blender = _Blender(plan, emit)
+    weight_cache: dict[tuple[bool, bool, bool, bool], torch.Tensor] = {}
+
+    def weights_of(tiles: list[Tile]) -> torch.Tensor:
+        out = []
+        for t in tiles:
+            key = (t.top, t.bottom, t.left, t.right)
+            if key not in weight_cache:
+                weight_cache[key] = torch.from_numpy(tile_weights(t, plan.grid.overlap).copy()).to(dev)
+            out.append(weight_cache[key])
+        return torch.stack(out)[:, None]
     total = len(plan.grid)
     done = run = 0
     out_hw = (plan.grid.tile_height, plan.grid.tile_width)
@@ -608,7 +699,11 @@ def _run(plan: _Plan, net: torch.nn.Module, dev: torch.device, writers: dict[str
                 continue
             if batch is None:
                 break
-            logits = _forward(net, batch.x, dev, plan, out_hw) if batch.x is not None else None
+            logits = None
+            if batch.x is not None:
+                wts = weights_of([batch.tiles[i][0] for i in batch.run])
+                with gate:
+                    logits = _forward(net, batch.x, dev, plan, out_hw, wts)
             k = 0
             for pos, (tile, valid) in enumerate(batch.tiles):
                 if k < len(batch.run) and batch.run[k] == pos:

@@ -56,6 +56,7 @@ class TrainConfig:
     target_masks: str | None = None
     energy_weight: float = 0.01
     energy_reg: float = 1e-3
+    jess_batchnorm: str = "mixed"
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work."""
@@ -69,6 +70,8 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.method in ("baseline", "jess"), "method must be baseline or jess"),
             (self.energy_weight >= 0, "energy_weight (lambda) must be >= 0"),
+            (self.energy_reg >= 0, "energy_reg must be >= 0"),
+            (self.jess_batchnorm in ("mixed", "source"), "jess_batchnorm must be mixed or source"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
             (self.scheduler in ("cosine", "none"), "scheduler must be cosine or none"),
         ]

@@ -60,7 +60,7 @@ def evaluate_model(model: str | Path | LoadedModel, images: str | Path, masks: s
         values, labelled = read_labels(scene.info, lab, full)
         with open_raster(img) as src:
             valid = read_valid(src)
-        unknown = sorted({int(v) for v in np.unique(values[labelled]) if v > 255 or lut[v] < 0})
+        unknown = sorted({int(v) for v in np.unique(values[labelled]) if v < 0 or v > 255 or lut[v] < 0})
         if unknown:
             from jess_geo.errors import InputError
 

@@ -113,7 +113,10 @@ class SaveOnInterrupt(L.Callback):
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Silence Lightning's start-up chatter (GPU/TPU lines, tips); keep warnings and errors."""
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
+    names = (
+        "lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",
+        "lightning.pytorch.trainer.connectors.signal_connector", "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    )
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -139,7 +142,12 @@ def _read_curves(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+    for r in rows:  # keep counters integers, so a resumed run writes "3", not "3.0"
+        for k in ("epoch", "step"):
+            if r.get(k) is not None:
+                r[k] = int(r[k])
+    return rows
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -267,6 +275,7 @@ def run_training(
         energy_reg=cfg.energy_reg,
         seed=cfg.seed,
         time_budget_s=cfg.max_minutes * 60 * 0.97 if cfg.max_minutes else None,
+        batchnorm=cfg.jess_batchnorm,
     )
 
     metadata: dict[str, Any] = {
@@ -313,19 +322,20 @@ def run_training(
         precision = "16-mixed" if gpu else "32-true"
     recorder = RunRecorder(out, metadata, rows, best)
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
-        accelerator=accelerator,
-        devices=cfg.devices,
-        precision=precision,
-        logger=False,
-        callbacks=[recorder, checkpoint, SaveOnInterrupt(last)],
-        num_sanity_val_steps=0,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        deterministic=False,
-    )
+    with _quiet_lightning():  # "GPU available", tips: start-up chatter on stderr
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
+            accelerator=accelerator,
+            devices=cfg.devices,
+            precision=precision,
+            logger=False,
+            callbacks=[recorder, checkpoint, SaveOnInterrupt(last)],
+            num_sanity_val_steps=0,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            deterministic=False,
+        )
     with warnings.catch_warnings(), _quiet_lightning():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*num_workers.*")

@@ -18,8 +18,8 @@ from .runner import clean_environment, error_from_stderr, popen_options
 
 EXECUTABLE_NAME = "jess-geo"
 ENV_VARIABLE = "JESS_GEO_EXE"
-CHECK_TIMEOUT_S = 60.0
-INFO_TIMEOUT_S = 120.0
+CHECK_TIMEOUT_S = 120.0
+INFO_TIMEOUT_S = 600.0
 
 INSTALL_HELP = (
     "Install jess-geo in its own Python environment (Python 3.11 or newer, not QGIS's Python): "

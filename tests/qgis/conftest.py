@@ -85,7 +85,7 @@ def jess_geo_predict(jess_geo_exe) -> str:
     """The jess-geo executable, once its `predict` command exists; skips otherwise."""
     if "ok" not in _PREDICT_STATE:
         result = subprocess.run(
-            [jess_geo_exe, "predict", "--help"], capture_output=True, text=True, env=_clean_env(), timeout=300
+            [jess_geo_exe, "predict", "--help"], capture_output=True, text=True, env=_clean_env(), timeout=900
         )
         _PREDICT_STATE["ok"] = result.returncode == 0 and "--json-progress" in result.stdout
         _PREDICT_STATE["why"] = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
@@ -106,7 +106,7 @@ def demo_model_info(jess_geo_exe, model_path) -> dict:
     import json
 
     command = [jess_geo_exe, "info", model_path, "--json"] if model_path else [jess_geo_exe, "info", "--json"]
-    result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), timeout=900)
     if result.returncode != 0:
         pytest.skip(f"`jess-geo info --json` failed: {result.stderr.strip()[-300:]}")
     return json.loads(result.stdout)

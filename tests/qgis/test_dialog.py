@@ -43,10 +43,10 @@ def test_button_opens_dialog_listing_raster_layers(
     assert dialog.vector_widget.filePath() == chosen[:-4] + "_classes.gpkg"
 
     # The real jess-geo is checked and the demo model's defaults are filled in.
-    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=60000)
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
     assert dialog.engine.ok, dialog.engine.message
     assert "jess-geo" in dialog.environment_label.text()
-    qtbot.waitUntil(lambda: "classes" in dialog.model_label.text(), timeout=120000)
+    qtbot.waitUntil(lambda: "classes" in dialog.model_label.text(), timeout=600_000)
     assert dialog.tile_spin.value() == demo_model_info["tile_size"]
     assert dialog.overlap_spin.value() == demo_model_info["overlap"]
     for entry in demo_model_info["classes"]:
@@ -70,7 +70,7 @@ def test_layers_that_are_not_files_get_a_clear_message(
 
     dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
     dialog.layer_combo.setLayer(virtual)
-    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=60000)
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
     assert dialog.start_run() is None
     message = dialog.status_label.text()
     assert "'doubled'" in message and "virtual raster" in message and "GeoTIFF" in message

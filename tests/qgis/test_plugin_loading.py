@@ -144,7 +144,7 @@ def test_plugin_in_the_real_desktop_application(tmp_path):
     subprocess.run(
         ["xvfb-run", "-a", "qgis", "--noversioncheck", "--nologo", "--profiles-path", str(tmp_path / "profiles"),
          "--code", str(script)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=900,
     )
     assert result_path.is_file(), "QGIS did not run the check script"
     result = json.loads(result_path.read_text())

@@ -52,12 +52,12 @@ needs_qgis_process = pytest.mark.skipif(
 )
 
 
-def _qgis_process(args, env, timeout=600):
+def _qgis_process(args, env, timeout=900):
     return subprocess.run(["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _enable_plugin(env):
-    enable = _qgis_process(["plugins", "enable", PLUGIN_NAME], env, timeout=300)
+    enable = _qgis_process(["plugins", "enable", PLUGIN_NAME], env, timeout=900)
     output = enable.stdout + enable.stderr
     assert enable.returncode == 0 or "already enabled" in output, output
 
@@ -66,9 +66,9 @@ def _enable_plugin(env):
 def test_qgis_process_lists_the_algorithm(tmp_path):
     env = _qgis_process_env(tmp_path, "")
     _enable_plugin(env)
-    listing = _qgis_process(["list"], env, timeout=300)
+    listing = _qgis_process(["list"], env, timeout=900)
     assert "jessgeo:segmentraster" in listing.stdout
-    described = _qgis_process(["help", "jessgeo:segmentraster"], env, timeout=300)
+    described = _qgis_process(["help", "jessgeo:segmentraster"], env, timeout=900)
     assert described.returncode == 0, described.stdout + described.stderr
     assert "Segment raster" in described.stdout
     for name in ("INPUT", "MODEL", "OUTPUT", "VECTOR_OUTPUT", "TILE_SIZE", "OVERLAP", "DEVICE", "MIN_AREA", "SIMPLIFY"):

@@ -139,11 +139,11 @@ def engine() -> str:
     exe = find_jess_geo()
     if not exe:
         pytest.skip("jess-geo is not installed: set JESS_GEO_EXE or create <repo>/.venv")
-    helped = subprocess.run([exe, "predict", "--help"], capture_output=True, text=True, timeout=300)
+    helped = subprocess.run([exe, "predict", "--help"], capture_output=True, text=True, timeout=900)
     if helped.returncode != 0 or "--json-progress" not in helped.stdout:
         pytest.skip("`jess-geo predict --json-progress` is not available yet")
     model = os.environ.get("JESS_GEO_TEST_MODEL", "")
-    info = subprocess.run([exe, "info", *([model] if model else []), "--json"], capture_output=True, text=True, timeout=300)
+    info = subprocess.run([exe, "info", *([model] if model else []), "--json"], capture_output=True, text=True, timeout=900)
     if info.returncode != 0:
         pytest.skip(f"no model to predict with: {info.stderr.strip()[-200:]}")
     return exe
