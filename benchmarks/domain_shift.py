@@ -21,8 +21,9 @@ CAMERA, applied at the photo's native resolution, in this order (deterministic):
 
 Each (split, seed) trains a baseline and a JESS model with the same config except the method
 (the same source crops and augmentations in the same order: JESS draws its target crops and
-their augmentation from separate generators). Optionally a `mixed-BN` control: JESS's shared
-forward pass with lambda 0, which isolates what mixing target crops into BatchNorm does alone.
+their augmentation from separate generators). Optional arms: `jess-srcBN` (BatchNorm statistics
+from the source crops only, `jess_batchnorm: source`) and `mixed-BN` (JESS's shared forward
+pass with lambda 0: what mixing target crops into BatchNorm does alone).
 Scores: evaluate_model at native resolution on the model each run keeps (best source
 validation mIoU, no target labels involved), and the per-epoch target metrics (working
 resolution) averaged over epochs in the paper's 20-80 % window. Energies: the mean free energy

@@ -8,7 +8,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS

@@ -186,6 +186,17 @@ def test_sigterm_then_the_same_command_resumes(sample_train: dict[str, Path], ti
     new = resumed[len(rows)]
     assert int(new["step"]) > step  # the optimiser step count carried over
 
+    # Finishing the resumed run (one more epoch) writes the final outputs from the kept best model.
+    last = max(epochs)
+    cmd[cmd.index("--epochs") + 1] = str(last + 1)
+    third = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0, third.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] is not None and metrics["validation"]["pixels"] > 0
+    assert [int(r["epoch"]) for r in _curves(out / "curves.csv")] == list(range(1, last + 2))
+    assert read_metadata(out / "model.pt")["metrics"]["epoch"] == metrics["best_epoch"]
+    assert (out / "confusion_matrix.png").is_file() and (out / "curves.png").is_file()
+
 
 def test_evaluate_refuses_labels_the_model_does_not_know(trained_run: dict[str, Any], write_raster: Callable, tmp_path: Path) -> None:
     from jess_geo.errors import InputError

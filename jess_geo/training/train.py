@@ -80,7 +80,6 @@ class RunRecorder(L.Callback):
         for k in CURVE_COLUMNS[5:]:
             row[k] = _scalar(m.get(k, cb.get(k)))
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
-        write_curves(self.rows, self.out / "curves.csv")
         score = row.get("val_miou")
         if score is not None and score > self.best:
             self.best = score
@@ -91,6 +90,8 @@ class RunRecorder(L.Callback):
             meta = dict(self.metadata, metrics=_headline(self.best_metrics))
             save_model_file(self.out / "model.pt", pl_module.model, meta)  # type: ignore[attr-defined]
             _write_json(self.out / "best_metrics.json", self.best_metrics)
+        # Curves last: a row in curves.csv means this epoch's model and best metrics are on disk.
+        write_curves(self.rows, self.out / "curves.csv")
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +311,8 @@ def run_training(
     resume = last.is_file() and state_file.is_file() and json.loads(state_file.read_text()) == run_key
     rows = _read_curves(out / "curves.csv") if resume else []
     best = max((r["val_miou"] for r in rows if r.get("val_miou") is not None), default=-1.0)
+    if not ((out / "model.pt").is_file() and (out / "best_metrics.json").is_file()):
+        best = -1.0  # no best model on disk yet: the next validation writes one
     if not resume:
         for stale in (last, out / "curves.csv", out / "best_metrics.json"):
             stale.unlink(missing_ok=True)
@@ -321,6 +324,8 @@ def run_training(
         gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
         precision = "16-mixed" if gpu else "32-true"
     recorder = RunRecorder(out, metadata, rows, best)
+    if resume and best > -1.0:  # the best epoch so far may stay the best: keep its metrics
+        recorder.best_metrics = json.loads((out / "best_metrics.json").read_text())
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
     with _quiet_lightning():  # "GPU available", tips: start-up chatter on stderr
         trainer = L.Trainer(
@@ -340,6 +345,8 @@ def run_training(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*num_workers.*")
         warnings.filterwarnings("ignore", ".*treespec.*")
+        # A SIGTERM mid-epoch saves a mid-epoch checkpoint; resuming restarts that epoch's crops.
+        warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
         try:
             trainer.fit(task, train_dataloaders=loader, val_dataloaders=val_loaders, ckpt_path=str(last) if resume else None)
         except MisconfigurationException as exc:
