@@ -101,6 +101,7 @@ def test_internal_mask_marks_invalid_pixels(tmp_path: Path, write_raster: Callab
     assert (valid == mask).all()
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # rasterio.windows uses affine `*`
 def test_valid_mask_resampled_and_windowed(tmp_path: Path, write_raster: Callable) -> None:
     data = _pattern(3, 40, 40, "uint8")
     data[:, :, :20] = 0
