@@ -378,3 +378,24 @@ def test_real_biocrust_photos_pair_and_load(biocrust_dir: Path) -> None:
     assert scene.image.shape[0] == 3 and not scene.info.georeferenced
     assert scene.target is not None and scene.target.shape == scene.image.shape[1:]
     assert set(np.unique(scene.target).tolist()) <= set(range(len(classes))) | {IGNORE_INDEX}
+
+
+def test_scale_jitter_keeps_size_aligns_mask_and_ignores_uncovered_border() -> None:
+    """Zooming out pads with ignored labels; zooming in keeps image and mask aligned."""
+    import torch
+
+    from jess_geo.data.augment import AugmentConfig, augment_batch, scale_jitter
+
+    mask = torch.zeros((1, 64, 64), dtype=torch.long)
+    mask[:, 16:48, 16:48] = 3
+    image = (mask[:, None].float() * 10).repeat(1, 3, 1, 1)
+    out_i, out_m = scale_jitter(image, mask, 0.5)
+    assert out_i.shape == image.shape and out_m.shape == mask.shape
+    assert (out_m[:, :16, :] == 255).all() and (out_m[:, 24:40, 24:40] == 3).all()
+    assert (out_i[:, 0][out_m == 3] == 30).all()
+    zi, zm = scale_jitter(image, mask, 2.0)
+    assert (zm == 3).all() and torch.allclose(zi[:, 0, 2:-2, 2:-2], torch.full((1, 60, 60), 30.0))
+    cfg = AugmentConfig(flips=False, rotations=False, color_noise=0.0, scale=0.5)
+    g = torch.Generator().manual_seed(0)
+    ai, am = augment_batch(image, mask, cfg, g, pad_label=0)
+    assert ai.shape == image.shape and set(am.unique().tolist()) <= {0, 3}

@@ -44,6 +44,7 @@ class TrainConfig:
     color_noise: float = 0.05
     brightness: float = 0.0
     contrast: float = 0.0
+    scale_jitter: float = 0.0
     val_crop: int = 512
     tile_size: int = 512
     overlap: int = 64
@@ -65,6 +66,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.crop_size >= 32 and self.crop_size % 32 == 0, "crop_size must be a multiple of 32 (e.g. 256)"),
             (self.lr > 0, "lr must be positive"),
+            (0 <= self.scale_jitter < 1, "scale_jitter must be in [0, 1) (0.2 zooms by 1/1.2 to 1.2)"),
             (0 < self.photo_scale <= 4, "photo_scale must be in (0, 4]"),
             (self.gsd is None or self.gsd > 0, "gsd must be positive"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),

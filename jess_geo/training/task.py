@@ -144,7 +144,7 @@ class SegmentationTask(L.LightningModule):
         shared = self.target_loader is not None
         if shared:
             tb = self._next_target()
-            xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen)
+            xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen, pad_label=0)
             xt, vt = xt.to(self.device), vt.to(self.device).bool()
             guard = source_stats_batchnorm(self.model, x.shape[0]) if self.batchnorm == "source" else contextlib.nullcontext()
             with guard:

@@ -270,7 +270,7 @@ def run_training(
         scheduler=cfg.scheduler,
         warmup_steps=cfg.warmup_epochs * steps_per_epoch,
         total_steps=cfg.epochs * steps_per_epoch,
-        augment=AugmentConfig(cfg.flips, cfg.rotations, cfg.color_noise, cfg.brightness, cfg.contrast),
+        augment=AugmentConfig(cfg.flips, cfg.rotations, cfg.color_noise, cfg.brightness, cfg.contrast, cfg.scale_jitter),
         target_loader=target_loader,
         energy_weight=cfg.energy_weight if cfg.method == "jess" else 0.0,
         energy_reg=cfg.energy_reg,
