@@ -74,6 +74,8 @@ ARM_METHOD = {
     "jess": ("jess", None, "mixed"),
     "jess-srcBN": ("jess", None, "source"),
     "mixed-BN": ("jess", 0.0, "mixed"),
+    "jess-split": ("jess", None, "split"),
+    "split-BN": ("jess", 0.0, "split"),
 }
 
 
@@ -166,6 +168,7 @@ def child(spec_path: Path) -> None:
     torch.set_num_threads(spec["threads"])
     from jess_geo.models.modelfile import load_model_file
     from jess_geo.training.config import TrainConfig
+    from jess_geo.training.adabn import recalibrate_on_images
     from jess_geo.training.evaluate import evaluate_model
     from jess_geo.training.train import run_training
 
@@ -187,6 +190,11 @@ def child(spec_path: Path) -> None:
     if spec["arm"] == "baseline" and "clean" in folders:
         clean = evaluate_model(loaded, folders["clean"] / "images", folders["clean"] / "masks")
         result["clean_accuracy"], result["clean_miou"] = clean["accuracy"], clean["miou"]
+    if spec["arm"] == "baseline":  # the AdaBN control: the baseline with target BatchNorm statistics
+        adabn = load_model_file(res["model"])
+        recalibrate_on_images(adabn, folders["target"] / "images", crop=cfg.crop_size, batch=cfg.batch_size, seed=spec["seed"])
+        ada = evaluate_model(adabn, folders["target"] / "images", folders["target"] / "masks")
+        result["adabn_accuracy"], result["adabn_miou"] = ada["accuracy"], ada["miou"]
     es, et = mean_energy(loaded, folders["val"] / "images"), mean_energy(loaded, folders["target"] / "images")
     result["energy_source"] = statistics.fmean(es.values())
     result["energy_target"] = statistics.fmean(et.values())

@@ -79,6 +79,29 @@ def make_model(path: Path, *, decoder=(16, 16, 16, 16, 16), tile: int = 256, ove
     return Path(path)
 
 
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "jess_geo" / "assets" / "demo_model.pt"
+
+
+def bench_model(choice: str, workdir: Path, tile: int, overlap: int) -> tuple[Path, str]:
+    """The model file a benchmark runs: ``demo`` (the shipped model, trained on sample_data: the
+    class maps a real model makes) or ``random`` (random weights: speckled maps, the worst case
+    for the vectorizer). Both are the same EfficientNet-Lite0 U-Net family."""
+    if choice == "demo":
+        from jess_geo.models.modelfile import load_model_file
+
+        path = Path(workdir) / f"demo_native_{tile}_{overlap}.pt"
+        if not path.exists():
+            # The shipped network, run at the scene's own resolution (the demo model works at
+            # 2 cm; the synthetic scenes are 0.5 m) with the benchmark's tile size and overlap.
+            demo = load_model_file(DEMO_MODEL)
+            meta = dict(demo.metadata, resolution={"gsd": None, "photo_scale": 1.0}, tile_size=tile, overlap=overlap)
+            save_model_file(path, demo.model, meta)
+        return path, "the shipped demo network (trained; EfficientNet-Lite0 U-Net, decoder 64-32-16-16-16) at native resolution"
+    if choice == "random":
+        return make_model(workdir / "bench_model.pt", tile=tile, overlap=overlap), "random-weight EfficientNet-Lite0 U-Net (decoder 16)"
+    raise SystemExit(f"--model must be demo or random, not {choice!r}")
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB.
 

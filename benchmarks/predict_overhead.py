@@ -23,9 +23,9 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_common import make_model, make_scene, median  # noqa: E402
+from predict_common import bench_model, make_scene, median  # noqa: E402
 
-from jess_geo.inference.predict import predict_raster, resolve_device  # noqa: E402
+from jess_geo.inference.predict import network_input, predict_raster, prepare_network, resolve_device  # noqa: E402
 from jess_geo.inference.tiling import TileGrid  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402
 
@@ -41,7 +41,7 @@ def tile_batches(scene: Path, loaded, tile: int, overlap: int, batch: int, devic
         data = src.read()
     x = np.stack([data[:, t.row : t.row + t.height, t.col : t.col + t.width] for t in tiles]).astype(np.float32)
     x = (x - mean) / std
-    return [torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device) for i in range(0, len(x), batch)]
+    return [network_input(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device), device) for i in range(0, len(x), batch)]
 
 
 def bare_forward(net: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--no-vector", action="store_true")
+    ap.add_argument("--model", default="demo", help="demo (the shipped, trained model) or random (random weights)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jess_geo_bench")
     args = ap.parse_args()
@@ -74,14 +75,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     scene = make_scene(args.workdir / f"scene_{args.size}.tif", args.size, args.size)
-    model_path = make_model(args.workdir / "bench_model.pt", tile=args.tile, overlap=args.overlap)
+    model_path, model_desc = bench_model(args.model, args.workdir, args.tile, args.overlap)
     loaded = load_model_file(model_path)
     device = resolve_device(args.device)
-    net = loaded.model.to(device).eval()
+    net = prepare_network(loaded.model, device)  # the inference settings predict_raster uses
     batches = tile_batches(scene, loaded, args.tile, args.overlap, args.batch_size, device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, scene {args.size}x{args.size}x3 (no nodata), "
-          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, model efficientnet-lite0 U-Net "
-          f"(decoder 16), median of {args.repeats} alternating runs after a warm-up")
+          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, model: {model_desc}, median of {args.repeats} alternating runs after a warm-up")
     kw = dict(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=str(device), overwrite=True)
     out = args.workdir / "out_classes.tif"
     info: dict = {}

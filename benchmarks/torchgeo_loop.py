@@ -26,7 +26,7 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_common import make_model, make_scene, median, peak_rss_mb  # noqa: E402
+from predict_common import bench_model, make_scene, median, peak_rss_mb  # noqa: E402
 
 from jess_geo.inference.predict import predict_raster  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402
@@ -75,20 +75,23 @@ def torchgeo_loop(scene: Path, loaded, out: Path, tile: int, overlap: int, batch
     return n
 
 
-def compare(scene: Path, loaded, args, label: str) -> None:
+def compare(scene: Path, model_path: Path, args, label: str) -> None:
     """Time both loops on ``scene``: one warm-up each, then alternating order, median of ``--repeats``."""
     out_jg, out_tg = args.workdir / "jg_classes.tif", args.workdir / "tg_classes.tif"
     info: dict = {}
+    # The same model file, loaded once for each loop: predict_raster prepares its copy for inference
+    # (channels-last layout); the torchgeo loop runs the model as loaded, as users do.
+    loaded_jg, loaded_tg = load_model_file(model_path), load_model_file(model_path)
 
     def run_jg() -> float:
         t0 = time.perf_counter()
-        info["res"] = predict_raster(scene, loaded, out_jg, tile_size=args.tile, overlap=args.overlap,
+        info["res"] = predict_raster(scene, loaded_jg, out_jg, tile_size=args.tile, overlap=args.overlap,
                                      batch_size=args.batch_size, device="cpu", overwrite=True)
         return time.perf_counter() - t0
 
     def run_tg() -> float:
         t0 = time.perf_counter()
-        info["n_tg"] = torchgeo_loop(scene, loaded, out_tg, args.tile, args.overlap, args.batch_size, args.workers)
+        info["n_tg"] = torchgeo_loop(scene, loaded_tg, out_tg, args.tile, args.overlap, args.batch_size, args.workers)
         return time.perf_counter() - t0
 
     run_jg(), run_tg()  # warm-up (GDAL, torchgeo's index, the network)
@@ -122,6 +125,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers in the torchgeo loop")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model", default="demo", help="demo (the shipped, trained model) or random (random weights)")
     ap.add_argument("--nodata-margin", type=float, default=0.15,
                     help="second scene: nodata frame (rotated footprint inset by this fraction); 0 skips it")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jess_geo_bench")
@@ -129,9 +133,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    loaded = load_model_file(make_model(args.workdir / "bench_model.pt", tile=args.tile, overlap=args.overlap))
+    model_path, model_desc = bench_model(args.model, args.workdir, args.tile, args.overlap)
     print(f"scene {args.size}x{args.size}x3, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}, DataLoader workers {args.workers}, same model object in both loops, "
+          f"torch threads {torch.get_num_threads()}, DataLoader workers {args.workers}, model: {model_desc} "
+          f"(the same file in both loops), "
           f"median of {args.repeats} alternating runs after a warm-up of each")
     scenes = [("full scene, no nodata", args.workdir / f"tg_{args.size}", 0.0)]
     if args.nodata_margin > 0:
@@ -139,7 +144,7 @@ def main() -> None:
     for label, folder, margin in scenes:
         folder.mkdir(exist_ok=True)
         scene = make_scene(folder / f"scene_{args.size}.tif", args.size, args.size, nodata_margin=margin)
-        compare(scene, loaded, args, label)
+        compare(scene, model_path, args, label)
     print(f"peak RSS of this process {peak_rss_mb():.0f} MiB")
 
 

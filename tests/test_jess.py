@@ -183,6 +183,40 @@ def test_adapt_records_the_adaptation(
     assert "adaptation:" in text
 
 
+def test_adapt_split_batchnorm_saves_target_statistics(
+    base_model: Path, folders: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--jess-batchnorm split`` the adapted model carries BatchNorm statistics that moved from
+    the source's towards the target camera's: its first BatchNorm's running mean is closer to the
+    mean the target images produce at that layer than the base model's is."""
+    from jess_geo.data.scenes import load_unlabelled
+    from jess_geo.models.modelfile import load_model_file
+    from jess_geo.preprocess import normalize
+    from jess_geo.training.batchnorm import batchnorm_layers
+
+    out = folders["root"] / "adapted_split"
+    code, _, err = _run_cli(
+        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
+         "--target-images", str(folders["target"]), "--output-dir", str(out), "--epochs", "3", "--jess-batchnorm", "split", "--quiet"],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+    base, adapted = load_model_file(base_model), load_model_file(out / "model.pt")
+    assert adapted.metadata["adaptation"]["batchnorm"] == "split"
+    meta = adapted.metadata
+    scene = load_unlabelled(folders["target"], meta["bands"], meta["resolution"])[0]
+    x = torch.from_numpy(normalize(scene.image, meta["normalization"]).astype(np.float32))[None]
+    seen: list[torch.Tensor] = []
+    first = batchnorm_layers(adapted.model)[0]
+    hook = first.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().mean((0, 2, 3))))
+    with torch.no_grad():
+        adapted.model.eval()(x)
+    hook.remove()
+    target_mean = seen[0]
+    base_first = batchnorm_layers(base.model)[0]
+    assert float((first.running_mean - target_mean).norm()) < 0.8 * float((base_first.running_mean - target_mean).norm())
+
+
 @pytest.mark.parametrize("case", ["empty", "bands", "lambda"])
 @pytest.mark.parametrize("command", ["train", "adapt"])
 def test_bad_jess_input_is_one_line(
@@ -208,29 +242,76 @@ def test_bad_jess_input_is_one_line(
     assert not out.exists()  # nothing written
 
 
-def test_source_stats_batchnorm_matches_a_source_only_pass() -> None:
-    """In the shared pass with batchnorm="source", the source crops come out exactly as in a
-    source-only training pass, and BatchNorm's running statistics move exactly as they would."""
-    import copy
-
+def _tiny_unet_without_droppath() -> torch.nn.Module:
     from jess_geo.models.factory import architecture_dict, build_model
-    from jess_geo.training.task import source_stats_batchnorm
 
-    torch.manual_seed(0)
     net = build_model(architecture_dict(in_channels=3, num_classes=3, decoder_channels=(16, 16, 16, 16, 16)))
     net.train()
     for m in net.modules():  # stochastic depth would draw different masks for different batch sizes
         if type(m).__name__ == "DropPath":
             m.eval()
-    twin = copy.deepcopy(net)
+    return net
+
+
+def _bn_pairs(a: torch.nn.Module, b: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    from jess_geo.training.batchnorm import batchnorm_layers
+
+    return [(x.running_mean, y.running_mean, x.running_var, y.running_var) for x, y in zip(batchnorm_layers(a), batchnorm_layers(b))]
+
+
+@pytest.mark.parametrize("mode", ["source", "split"])
+def test_shared_pass_batchnorm_matches_separate_passes(mode: str) -> None:
+    """In the shared pass, the source crops come out exactly as in a source-only training pass and
+    BatchNorm's running statistics move exactly as they would. With "split", the target crops
+    also come out as in a target-only pass, and the target statistics move as that pass's would."""
+    import copy
+
+    from jess_geo.training.batchnorm import DomainStatistics, shared_pass, using_statistics
+
+    torch.manual_seed(0)
+    net = _tiny_unet_without_droppath()
+    twin, target_net = copy.deepcopy(net), copy.deepcopy(net)
+    stats = DomainStatistics(twin)
     x, xt = torch.randn(3, 3, 64, 64), torch.randn(2, 3, 64, 64) * 0.3 + 1.0
-    alone = net(x)
-    with source_stats_batchnorm(twin, 3):
+    alone, alone_t = net(x), target_net(xt)
+    with shared_pass(twin, 3, mode, stats):
         shared = twin(torch.cat([x, xt]))
     assert torch.allclose(shared[:3], alone, atol=1e-4)
-    for a, b in zip(net.modules(), twin.modules()):
-        if isinstance(a, torch.nn.modules.batchnorm._BatchNorm):
-            assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6)
-            assert torch.allclose(a.running_var, b.running_var, atol=1e-5)
+    for m1, m2, v1, v2 in _bn_pairs(net, twin):
+        assert torch.allclose(m1, m2, atol=1e-5) and torch.allclose(v1, v2, rtol=1e-4, atol=1e-5)
     assert all("forward" not in vars(m) for m in twin.modules())  # patch removed afterwards
     shared.sum().backward()  # and it is differentiable
+    if mode == "split":
+        assert torch.allclose(shared[3:], alone_t, atol=1e-4)
+        assert not torch.allclose(shared[3:], alone_t * 0 + shared[:2].mean(), atol=1e-3)
+        with using_statistics(twin, stats):  # the target statistics are the target-only pass's
+            for m1, m2, v1, v2 in _bn_pairs(target_net, twin):
+                assert torch.allclose(m1, m2, atol=1e-5) and torch.allclose(v1, v2, rtol=1e-4, atol=1e-5)
+        for m1, m2, v1, v2 in _bn_pairs(net, twin):  # and the model's own come back
+            assert torch.allclose(m1, m2, atol=1e-5) and torch.allclose(v1, v2, rtol=1e-4, atol=1e-5)
+    else:
+        assert not torch.allclose(shared[3:], alone_t, atol=1e-3)  # normalised with source statistics
+
+
+def test_recalibrate_sets_running_statistics_to_the_data() -> None:
+    """AdaBN recalibration: afterwards the first BatchNorm's running mean is the mean of its input
+    over the batches given (cumulative, not a momentum blend), and the weights are untouched."""
+    from jess_geo.training.batchnorm import batchnorm_layers, recalibrate
+
+    torch.manual_seed(0)
+    net = _tiny_unet_without_droppath()
+    net.eval()
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    batches = [torch.randn(2, 3, 32, 32) * 2 + 5 for _ in range(3)]
+    seen: list[torch.Tensor] = []
+    first = batchnorm_layers(net)[0]
+    hook = first.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().mean((0, 2, 3))))
+    assert recalibrate(net, iter(batches)) == 3
+    hook.remove()
+    assert torch.allclose(first.running_mean, torch.stack(seen).mean(0), atol=1e-4)
+    assert not net.training  # mode restored
+    for k, v in net.state_dict().items():
+        if k in weights:
+            assert torch.equal(v, weights[k]), k
+    with pytest.raises(ValueError, match="no images"):
+        recalibrate(net, iter([]))

@@ -82,6 +82,7 @@ def command(model: str, config: str | None, quiet: bool, as_json: bool, **flags:
         "target_images": [str(p.resolve()) for p in targets],
         "target_folder": str(Path(cfg.target_images).resolve()),
         "lambda": cfg.energy_weight,
+        "batchnorm": cfg.jess_batchnorm,
         "epochs": cfg.epochs,
         "lr": cfg.lr,
         "source_images": str(Path(cfg.images).resolve()),  # type: ignore[arg-type]

@@ -26,6 +26,8 @@ def training_options(f: Any) -> Any:
         click.option("--target-images", "target_images", type=click.Path(), help="Unlabelled images from the target camera (JESS)."),
         click.option("--target-masks", "target_masks", type=click.Path(), help="Labels of the target images, used only to report target metrics."),
         click.option("--energy-weight", "--lambda", "energy_weight", type=float, help="JESS energy weight lambda (default 0.01)."),
+        click.option("--jess-batchnorm", "jess_batchnorm", type=click.Choice(["split", "mixed", "source"]),
+                     help="BatchNorm statistics in JESS's shared pass (default split: each domain its own; the model keeps the target's)."),
         click.option("--accelerator", help="Lightning accelerator: auto, cpu, gpu, mps."),
         click.option("--devices", help="Lightning devices (e.g. 1, auto)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),

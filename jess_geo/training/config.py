@@ -73,7 +73,7 @@ class TrainConfig:
             (self.method in ("baseline", "jess"), "method must be baseline or jess"),
             (self.energy_weight >= 0, "energy_weight (lambda) must be >= 0"),
             (self.energy_reg >= 0, "energy_reg must be >= 0"),
-            (self.jess_batchnorm in ("mixed", "source"), "jess_batchnorm must be mixed or source"),
+            (self.jess_batchnorm in ("mixed", "source", "split"), "jess_batchnorm must be mixed, source or split"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
             (self.scheduler in ("cosine", "none"), "scheduler must be cosine or none"),
         ]

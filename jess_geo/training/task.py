@@ -13,51 +13,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from jess_geo.data.augment import AugmentConfig, augment_batch
+from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
 
 IGNORE_INDEX = 255
-BATCHNORM_MODES = ("mixed", "source")
-
-
-def _source_stats_forward(m: torch.nn.modules.batchnorm._BatchNorm, n: int, x: torch.Tensor) -> torch.Tensor:
-    """BatchNorm in training mode that takes its statistics from the first ``n`` samples only
-    (and updates the running statistics from them), and normalises the rest with the same ones."""
-    src = x[:n]
-    if m.track_running_stats and m.num_batches_tracked is not None:
-        m.num_batches_tracked.add_(1)
-        factor = m.momentum if m.momentum is not None else 1.0 / float(m.num_batches_tracked)
-    else:
-        factor = 0.0 if m.momentum is None else m.momentum
-    out_s = F.batch_norm(src, m.running_mean, m.running_var, m.weight, m.bias, True, factor, m.eps)
-    dims = [0, *range(2, x.dim())]
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    mean, var = src.mean(dims).view(shape), src.var(dims, unbiased=False).view(shape)
-    out_t = (x[n:] - mean) * torch.rsqrt(var + m.eps)
-    if m.weight is not None:
-        out_t = out_t * m.weight.view(shape) + m.bias.view(shape)
-    out = torch.cat([out_s, out_t])
-    # timm's BatchNormAct2d (EfficientNet encoders) applies dropout and an activation after the norm.
-    for extra in ("drop", "act"):
-        if hasattr(m, extra):
-            out = getattr(m, extra)(out)
-    return out
-
-
-@contextlib.contextmanager
-def source_stats_batchnorm(model: torch.nn.Module, n_source: int) -> Iterator[None]:
-    """Within the block, every BatchNorm of ``model`` in training mode normalises a shared
-    source+target batch with the statistics of its first ``n_source`` (source) samples."""
-    patched = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training:
-            m.forward = lambda x, m=m: _source_stats_forward(m, n_source, x)  # type: ignore[method-assign]
-            patched.append(m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            del m.forward
 
 
 class SegmentationTask(L.LightningModule):
@@ -71,10 +31,12 @@ class SegmentationTask(L.LightningModule):
     control, which separates the BatchNorm effect from the energy term's.
 
     ``batchnorm``: "mixed" lets BatchNorm take its statistics over source and target crops together
-    (its running statistics become a source/target mix, like the reference code's separate
-    passes); "source" takes them from the source crops only and normalises the target crops with
-    them, so the target is normalised in training exactly as at prediction time, the running
-    statistics stay the source's, and the energy term is the only way the target acts on the model.
+    (its running statistics become a source/target mix); "source" takes them from the source
+    crops only and normalises the target crops with them, so the energy term is the only way the
+    target acts on the model; "split" normalises each domain with its own statistics, as the
+    reference code's three separate passes do, keeps the target's running statistics in
+    ``target_stats``, validates the target with them, and saves the model with them (the
+    adapted model is for the target camera). See ``jess_geo.training.batchnorm``.
 
     Source and target crops are augmented with separate random generators, so a JESS run sees
     exactly the same augmented labelled batches as a baseline run with the same seed.
@@ -111,6 +73,7 @@ class SegmentationTask(L.LightningModule):
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}")
         self.batchnorm = batchnorm
+        self.target_stats = DomainStatistics(model) if (batchnorm == "split" and target_loader is not None) else None
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
         self.target_aug_gen = torch.Generator().manual_seed(seed + 2)
         self._val_cm: dict[int, torch.Tensor] = {}
@@ -146,8 +109,7 @@ class SegmentationTask(L.LightningModule):
             tb = self._next_target()
             xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen, pad_label=0)
             xt, vt = xt.to(self.device), vt.to(self.device).bool()
-            guard = source_stats_batchnorm(self.model, x.shape[0]) if self.batchnorm == "source" else contextlib.nullcontext()
-            with guard:
+            with shared_pass(self.model, x.shape[0], self.batchnorm, self.target_stats):
                 logits_all = self.model(torch.cat([x, xt]))
             logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
         else:
@@ -183,8 +145,14 @@ class SegmentationTask(L.LightningModule):
         self._val_cm = {}
         self._val_energy = {}
 
+    def deployed(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block the model carries the BatchNorm statistics it is saved with:
+        the target's in ``split`` mode, its own otherwise."""
+        return using_statistics(self.model, self.target_stats)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = self.model(batch["image"].to(self.device)).float()
+        with using_statistics(self.model, self.target_stats if dataloader_idx == 1 else None):
+            logits = self.model(batch["image"].to(self.device)).float()
         y = batch["mask"].to(self.device)
         cm = confusion_matrix(logits.argmax(1), y, self.num_classes).cpu()
         self._val_cm[dataloader_idx] = self._val_cm.get(dataloader_idx, 0) + cm

@@ -88,7 +88,8 @@ class RunRecorder(L.Callback):
             if m.get("_target_full"):
                 self.best_metrics["target"] = m["_target_full"]
             meta = dict(self.metadata, metrics=_headline(self.best_metrics))
-            save_model_file(self.out / "model.pt", pl_module.model, meta)  # type: ignore[attr-defined]
+            with pl_module.deployed():  # type: ignore[attr-defined]
+                save_model_file(self.out / "model.pt", pl_module.model, meta)  # type: ignore[attr-defined]
             _write_json(self.out / "best_metrics.json", self.best_metrics)
         # Curves last: a row in curves.csv means this epoch's model and best metrics are on disk.
         write_curves(self.rows, self.out / "curves.csv")
@@ -230,6 +231,7 @@ def run_training(
             "method": "jess",
             "target_images": [str(s.info.path) for s in target],
             "lambda": cfg.energy_weight,
+            "batchnorm": cfg.jess_batchnorm,
             "epochs": cfg.epochs,
         }
     out = ensure_dir(cfg.output_dir)
