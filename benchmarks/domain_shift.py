@@ -296,9 +296,24 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+ADABN = "baseline+AdaBN"
+
+
+def with_adabn(results: list[dict[str, Any]], arms: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Add the AdaBN control as an arm of its own: each baseline model with its BatchNorm statistics
+    re-estimated on the unlabelled target images (no training; scored like the others)."""
+    extra = [dict(r, arm=ADABN, target_accuracy=r["adabn_accuracy"], target_miou=r["adabn_miou"], curves=[], virtual=True)
+             for r in results if r["arm"] == "baseline" and r.get("adabn_accuracy") is not None]
+    if not extra:
+        return results, arms
+    i = arms.index("baseline") + 1 if "baseline" in arms else len(arms)
+    return results + extra, arms[:i] + [ADABN] + arms[i:]
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines: list[str] = []
     splits = [s for s in args.splits if any(r["split"] == s for r in results)]
+    results, arms = with_adabn(results, list(args.arms))
     steps = args.epochs * max(1, args.samples_per_epoch // args.batch_size)
     lines.append(f"Recipe: photo_scale {args.photo_scale}, crop {args.crop}, batch {args.batch_size}, AdamW lr {args.lr} "
                  f"(1 warm-up epoch, cosine), {args.epochs} epochs x {steps // args.epochs} steps = {steps} steps per run, "
@@ -309,7 +324,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                  "target mIoU % (epochs 20-80 %) | source val mIoU % | run wall time, min (each) |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for split in splits:
-        for arm in args.arms:
+        for arm in arms:
             rs = sorted((r for r in results if r["split"] == split and r["arm"] == arm), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -325,18 +340,21 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines.append("|---|---|---|---|---|---|---|")
     for split in splits:
         base = {r["seed"]: r for r in results if r["split"] == split and r["arm"] == "baseline"}
-        for arm in args.arms:
+        for arm in arms:
             if arm == "baseline":
                 continue
             pairs = [(base[r["seed"]], r) for r in results if r["split"] == split and r["arm"] == arm and r["seed"] in base]
             if not pairs:
                 continue
             d = lambda k: [o[k] - b[k] for b, o in pairs]  # noqa: E731
-            dl = lambda k: [window_mean(o["curves"], k) - window_mean(b["curves"], k) for b, o in pairs]  # noqa: E731
+            def dl(k: str) -> list[float]:
+                vals = [(window_mean(o["curves"], k), window_mean(b["curves"], k)) for b, o in pairs]
+                return [a - c for a, c in vals if a is not None and c is not None]
+
             better = sum(o["target_accuracy"] > b["target_accuracy"] for b, o in pairs)
             lines.append(f"| {split} | {arm} | {fmt(d('target_accuracy'))} | {fmt(d('target_miou'))} | {fmt(dl('target_accuracy'))} "
                          f"| {fmt(dl('target_miou'))} | {better}/{len(pairs)} |")
-    clean = [r for r in results if r.get("clean_accuracy") is not None]
+    clean = [r for r in results if r.get("clean_accuracy") is not None and not r.get("virtual")]
     if clean:
         lines.append("")
         lines.append(f"Camera-shift cost for the baseline (same held-out photo, untransformed vs transformed, native resolution): "
@@ -350,8 +368,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines.append("| split | method | E source | E target | gap | predict: E source | E target | gap |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for split in splits:
-        for arm in args.arms:
-            rs = [r for r in results if r["split"] == split and r["arm"] == arm]
+        for arm in arms:
+            rs = [r for r in results if r["split"] == split and r["arm"] == arm and not r.get("virtual")]
             if not rs:
                 continue
             p = [r for r in rs if r.get("predict_energy_source") is not None]
@@ -366,8 +384,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines.append("| split | method | val mIoU: 3rd quarter -> last quarter | train CE | target acc | best epoch (each) |")
     lines.append("|---|---|---|---|---|---|")
     for split in splits:
-        for arm in args.arms:
-            rs = [r for r in results if r["split"] == split and r["arm"] == arm]
+        for arm in arms:
+            rs = [r for r in results if r["split"] == split and r["arm"] == arm and not r.get("virtual")]
             if not rs:
                 continue
             cells = []

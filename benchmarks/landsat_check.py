@@ -108,7 +108,7 @@ def area_check(classes_tif: Path, gpkg: Path) -> list[str]:
     with rasterio.open(classes_tif) as src:
         cls, nd = src.read(1), src.nodata
         px_area = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d)
-    df = pyogrio.read_dataframe(gpkg)
+    df = pyogrio.read_dataframe(gpkg, layer="classes")
     lines, worst = [], 0.0
     for c in CLASSES:
         pixels = int((cls == c["id"]).sum())
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
           f"no valid pixel nodata: {bool((cls[~gap] != nd).all())}")
     import pyogrio
 
-    polys = pyogrio.read_dataframe(work / "gaps.gpkg")
+    polys = pyogrio.read_dataframe(work / "gaps.gpkg", layer="classes")
     burned = rasterize(((g, 1) for g in polys.geometry), out_shape=cls.shape, transform=transform, fill=0, dtype="uint8", all_touched=False)
     gap_geoms = [shapely.geometry.shape(g) for g, v in shapes(gap.astype(np.uint8), mask=gap, transform=transform) if v == 1]
     overlap = shapely.area(shapely.intersection(shapely.union_all(polys.geometry.values), shapely.union_all(gap_geoms)))

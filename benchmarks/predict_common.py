@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 from pathlib import Path
@@ -100,6 +101,17 @@ def bench_model(choice: str, workdir: Path, tile: int, overlap: int) -> tuple[Pa
     if choice == "random":
         return make_model(workdir / "bench_model.pt", tile=tile, overlap=overlap), "random-weight EfficientNet-Lite0 U-Net (decoder 16)"
     raise SystemExit(f"--model must be demo or random, not {choice!r}")
+
+
+def common_args(ap: "argparse.ArgumentParser") -> None:
+    """The options the predict benchmarks share: scene size, tiling, batch, threads, model."""
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--model", default="demo", help="demo (the shipped, trained model) or random (random weights)")
+    ap.add_argument("--repeats", type=int, default=3)
 
 
 def peak_rss_mb() -> float:

@@ -23,7 +23,7 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_common import bench_model, make_scene, median  # noqa: E402
+from predict_common import bench_model, common_args, make_scene, median  # noqa: E402
 
 from jess_geo.inference.predict import network_input, predict_raster, prepare_network, resolve_device  # noqa: E402
 from jess_geo.inference.tiling import TileGrid  # noqa: E402
@@ -60,15 +60,9 @@ def bare_forward(net: torch.nn.Module, batches: list[torch.Tensor], device: torc
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=2048)
-    ap.add_argument("--tile", type=int, default=256)
-    ap.add_argument("--overlap", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=4)
+    common_args(ap)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--no-vector", action="store_true")
-    ap.add_argument("--model", default="demo", help="demo (the shipped, trained model) or random (random weights)")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jess_geo_bench")
     args = ap.parse_args()
     if args.threads:

@@ -26,7 +26,7 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_common import bench_model, make_scene, median, peak_rss_mb  # noqa: E402
+from predict_common import bench_model, common_args, make_scene, median, peak_rss_mb  # noqa: E402
 
 from jess_geo.inference.predict import predict_raster  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402
@@ -118,14 +118,8 @@ def compare(scene: Path, model_path: Path, args, label: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=2048)
-    ap.add_argument("--tile", type=int, default=256)
-    ap.add_argument("--overlap", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=4)
+    common_args(ap)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers in the torchgeo loop")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--model", default="demo", help="demo (the shipped, trained model) or random (random weights)")
     ap.add_argument("--nodata-margin", type=float, default=0.15,
                     help="second scene: nodata frame (rotated footprint inset by this fraction); 0 skips it")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jess_geo_bench")

@@ -44,6 +44,19 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
+def check_dir_creatable(path: str | Path) -> None:
+    """Raise a one-line OutputError now if ``path`` could not be created or written later
+    (checks the folder or its nearest existing parent; creates nothing)."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"Output folder {path} cannot be created ({probe} is not a folder); choose another --output-dir.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"Output folder {path} is not writable ({probe} is read-only for you); choose a folder you can write to.")
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; rename it to ``path`` on success, delete it on any error."""

@@ -221,6 +221,9 @@ class _Writer:
             crs=self.m.crs_wkt,
             append=self.created,
             encoding="UTF-8",
+            # GeoPackage 1.2: read without a warning by the GDAL of every QGIS from 3.22 on
+            # (the GDAL inside pyogrio would write 1.4, which GDAL < 3.7 warns about).
+            **({} if self.created else {"dataset_options": {"VERSION": "1.2"}}),
         )
 
 

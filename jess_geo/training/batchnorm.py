@@ -19,6 +19,7 @@ import itertools
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 BATCHNORM_MODES = ("mixed", "source", "split")
@@ -45,35 +46,29 @@ def _after_norm(m: _BatchNorm, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _update_running(mean_buf: torch.Tensor, var_buf: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, count: int, factor: float) -> None:
-    """Running statistics updated as BatchNorm does (the running variance is the unbiased one)."""
-    with torch.no_grad():
-        mean_buf.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-        var_buf.mul_(1 - factor).add_(var.detach() * (count / max(count - 1, 1)), alpha=factor)
+def _normalise_with(x: torch.Tensor, like: torch.Tensor, m: _BatchNorm) -> torch.Tensor:
+    """``x`` normalised with the batch mean and (biased) variance of ``like``, then BatchNorm's affine."""
+    dims = [0, *range(2, x.dim())]
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(like, dim=dims, unbiased=False)
+    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + m.eps)
+    if m.weight is not None:
+        out = out * m.weight.view(shape) + m.bias.view(shape)
+    return out
 
 
 def _forward(m: _BatchNorm, n: int, x: torch.Tensor, mode: str, target: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """One BatchNorm over ``cat([source, target])`` with per-domain statistics, in one elementwise
-    pass (per-sample scale and shift) rather than two BatchNorm calls and a concatenation."""
-    dims = [0, *range(2, x.dim())]
-    per_sample = x[0].numel() // x.shape[1]
-    var_s, mean_s = torch.var_mean(x[:n], dim=dims, unbiased=False)
+    # Two native (fused) BatchNorm calls and a concatenation: measured faster on the CPU than one
+    # hand-written pass with per-sample scale and shift, whose autograd graph has many more nodes.
+    src, tgt = x[:n], x[n:]
     factor = _momentum(m)
-    _update_running(m.running_mean, m.running_var, mean_s, var_s, n * per_sample, factor)
+    out_s = F.batch_norm(src, m.running_mean, m.running_var, m.weight, m.bias, True, factor, m.eps)
     if mode == "source":
-        mean_t, var_t = mean_s, var_s
+        out_t = _normalise_with(tgt, src, m)
     else:  # split: the target's own statistics, tracked in the target buffers
         assert target is not None
-        var_t, mean_t = torch.var_mean(x[n:], dim=dims, unbiased=False)
-        _update_running(target[0], target[1], mean_t, var_t, (x.shape[0] - n) * per_sample, factor)
-    mean = torch.stack([mean_s, mean_t])  # (2, C)
-    inv = torch.rsqrt(torch.stack([var_s, var_t]) + m.eps)
-    scale = inv * m.weight if m.weight is not None else inv
-    shift = -mean * scale + (m.bias if m.bias is not None else 0.0)
-    domain = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    domain[n:] = 1
-    shape = (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
-    return _after_norm(m, torch.addcmul(shift[domain].view(shape), x, scale[domain].view(shape)))
+        out_t = F.batch_norm(tgt, target[0], target[1], m.weight, m.bias, True, factor, m.eps)
+    return _after_norm(m, torch.cat([out_s, out_t]))
 
 
 class DomainStatistics(torch.nn.Module):

@@ -57,7 +57,7 @@ class TrainConfig:
     target_masks: str | None = None
     energy_weight: float = 0.01
     energy_reg: float = 1e-3
-    jess_batchnorm: str = "mixed"
+    jess_batchnorm: str = "split"
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work."""

@@ -23,14 +23,13 @@ IGNORE_INDEX = 255
 class SegmentationTask(L.LightningModule):
     """Cross-entropy on labelled source crops; with ``target_loader``, plus lambda times the energy gap.
 
-    JESS step: source and target crops share ONE forward pass (BatchNorm normalises over both
-    domains, as AdaBN would, and its running statistics become a source/target mix); the source
-    crops double as the energy contrast set, so a step costs one forward/backward over
-    ``batch + target_batch`` crops instead of three passes. With a target loader and
-    ``energy_weight == 0`` the shared pass still runs: that is the "mixed BatchNorm only"
-    control, which separates the BatchNorm effect from the energy term's.
+    JESS step: source and target crops share ONE forward pass; the source crops double as the
+    energy contrast set, so a step costs one forward/backward over ``batch + target_batch`` crops
+    instead of the reference code's three passes. With a target loader and ``energy_weight == 0``
+    the shared pass still runs: that is the BatchNorm-only control, which separates what the
+    BatchNorm handling does from what the energy term does.
 
-    ``batchnorm``: "mixed" lets BatchNorm take its statistics over source and target crops together
+    ``batchnorm`` (default "split"): "mixed" lets BatchNorm take its statistics over source and target crops together
     (its running statistics become a source/target mix); "source" takes them from the source
     crops only and normalises the target crops with them, so the energy term is the only way the
     target acts on the model; "split" normalises each domain with its own statistics, as the
@@ -58,7 +57,7 @@ class SegmentationTask(L.LightningModule):
         energy_reg: float = 1e-3,
         seed: int = 0,
         time_budget_s: float | None = None,
-        batchnorm: str = "mixed",
+        batchnorm: str = "split",
     ) -> None:
         super().__init__()
         self.model = model

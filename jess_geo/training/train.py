@@ -22,7 +22,7 @@ from jess_geo.data.dataset import SceneDataset, grid_loader, train_loader
 from jess_geo.data.normalization import compute_stats
 from jess_geo.data.scenes import Scene, load_scene, pair_files, split_files
 from jess_geo.errors import Cancelled, ConfigError, InputError
-from jess_geo.io.atomic import atomic_output, ensure_dir
+from jess_geo.io.atomic import atomic_output, check_dir_creatable, ensure_dir
 from jess_geo.io.raster import info_from_dataset, list_rasters, open_raster
 from jess_geo.models.factory import architecture_dict, build_model
 from jess_geo.models.modelfile import LoadedModel, save_model_file
@@ -223,6 +223,7 @@ def run_training(
         if not cfg.classes:
             raise ConfigError("Training needs --classes, a JSON or YAML class table (id, name, colour).")
         classes = load_class_table(cfg.classes)
+    check_dir_creatable(cfg.output_dir)  # before minutes of data loading, not after
     train, val, bands = load_training_scenes(cfg, classes)
     resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
     target = load_target_scenes(cfg, classes, bands, train[0]) if (cfg.method == "jess" or cfg.target_images) else []

@@ -87,22 +87,27 @@ def _last_line(text: Optional[str]) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _run_quick(command: List[str], timeout: float) -> "subprocess.CompletedProcess[str]":
+    """Run a short engine command (no stdin, text output, the clean environment, no console window)."""
+    return subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=clean_environment(),
+        timeout=timeout,
+        **popen_options(),
+    )
+
+
 def check_executable(executable: str, timeout: float = CHECK_TIMEOUT_S) -> EngineCheck:
     """Run ``jess-geo --version`` and say whether this executable can be used."""
     if not executable or not os.path.isfile(executable):
         return EngineCheck(False, executable, message=missing_message(executable))
     try:
-        completed = subprocess.run(
-            [executable, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=clean_environment(),
-            timeout=timeout,
-            **popen_options(),
-        )
+        completed = _run_quick([executable, "--version"], timeout)
     except subprocess.TimeoutExpired:
         return EngineCheck(
             False,
@@ -152,17 +157,7 @@ def read_model_info(executable: str, model: str, timeout: float = INFO_TIMEOUT_S
         EngineError: when jess-geo cannot read the model file.
     """
     try:
-        completed = subprocess.run(
-            info_command(executable, model),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=clean_environment(),
-            timeout=timeout,
-            **popen_options(),
-        )
+        completed = _run_quick(info_command(executable, model), timeout)
     except subprocess.TimeoutExpired as error:
         raise EngineError(f"jess-geo info did not answer within {timeout:.0f} s.") from error
     except OSError as error:
