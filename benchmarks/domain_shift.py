@@ -21,9 +21,13 @@ CAMERA, applied at the photo's native resolution, in this order (deterministic):
 
 Each (split, seed) trains a baseline and a JESS model with the same config except the method
 (the same source crops and augmentations in the same order: JESS draws its target crops and
-their augmentation from separate generators). Optional arms: `jess-srcBN` (BatchNorm statistics
-from the source crops only, `jess_batchnorm: source`) and `mixed-BN` (JESS's shared forward
-pass with lambda 0: what mixing target crops into BatchNorm does alone).
+their augmentation from separate generators). Arms: `jess-split` (JESS as shipped: BatchNorm
+statistics per domain in the shared pass, the model saved with the target's, `jess_batchnorm:
+split`); `split-BN` (the same shared pass with lambda 0: what the per-domain BatchNorm does
+without the energy term); `jess` (`jess_batchnorm: mixed`, statistics over both domains),
+`jess-srcBN` (source statistics for both) and `mixed-BN` (mixed, lambda 0). Every baseline run is
+also scored as `baseline+AdaBN`: the same model with its BatchNorm statistics re-estimated on
+64 random crops of the unlabelled target images (no training; Li et al. 2016).
 Scores: evaluate_model at native resolution on the model each run keeps (best source
 validation mIoU, no target labels involved), and the per-epoch target metrics (working
 resolution) averaged over epochs in the paper's 20-80 % window. Energies: the mean free energy
@@ -31,7 +35,7 @@ of the source validation photo(s) and of the target photos under each model, fro
 logits; for seed 0 also read back from `jess-geo predict --energy` GeoTIFFs.
 
     JESS_PRIO=1 .venv/bin/python benchmarks/domain_shift.py [--seeds 0 1 2] [--epochs 12]
-        [--samples-per-epoch 96] [--arms baseline jess] [--parallel 2] [--out benchmarks/results]
+        [--samples-per-epoch 96] [--arms baseline jess-split split-BN] [--parallel 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -428,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--splits", nargs="+", default=["camera", "season"], choices=list(SPLITS))
-    ap.add_argument("--arms", nargs="+", default=["baseline", "jess"], choices=list(ARM_METHOD))
+    ap.add_argument("--arms", nargs="+", default=["baseline", "jess-split", "split-BN"], choices=list(ARM_METHOD))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--samples-per-epoch", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=8)

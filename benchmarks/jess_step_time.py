@@ -29,6 +29,7 @@ from jess_geo.data.dataset import SceneDataset, train_loader
 from jess_geo.data.normalization import compute_stats
 from jess_geo.data.scenes import load_scene, pair_files
 from jess_geo.models.factory import architecture_dict, build_model
+from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.task import SegmentationTask
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-scale", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-reference", action="store_true", help="skip the three-pass reference-code step")
+    ap.add_argument("--nchw", action="store_true", help="keep the NCHW layout (jess-geo trains channels-last)")
     ap.add_argument("--bn", nargs="+", default=["split", "mixed"], choices=["split", "mixed", "source"],
                     help="BatchNorm modes of the JESS shared pass to time (the first is the headline ratio)")
     args = ap.parse_args(argv)
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = build_model(architecture_dict(in_channels=3, num_classes=len(classes)))
     model.train()
+    if not args.nchw:  # what SegmentationTask.on_fit_start does in `jess-geo train`
+        to_fast_layout(model, torch.device("cpu"))
     aug = AugmentConfig()
     base = SegmentationTask(model, classes.names, lr=1e-3, augment=aug)
     jess = {mode: SegmentationTask(model, classes.names, lr=1e-3, augment=aug, target_loader=tgt_loader, energy_weight=0.01,
@@ -90,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def reference_step() -> None:
         # The reference code's shape: three forward passes, full-size target batch.
-        x, y = next(src)["image"], next(src)["mask"]
-        xc = next(src)["image"]
-        xt = next(tgt_full)["image"]
+        b = next(src)
+        x, y = fast_input(b["image"], torch.device("cpu")), b["mask"]
+        xc = fast_input(next(src)["image"], torch.device("cpu"))
+        xt = fast_input(next(tgt_full)["image"], torch.device("cpu"))
         ce = torch.nn.functional.cross_entropy(model(x), y, ignore_index=255)
         e_loss, _, _ = jess_energy_loss(free_energy(model(xt)), free_energy(model(xc)))
         loss = ce + 0.01 * e_loss
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"data: {root} (source {len(source)} image(s), target {len(target)}), photo_scale {args.photo_scale}")
-    print(f"batch {b} x {args.crop} px (JESS adds {max(1, b // 2)} target crops), torch threads {torch.get_num_threads()}, "
+    print(f"batch {b} x {args.crop} px (JESS adds {max(1, b // 2)} target crops), {'NCHW' if args.nchw else 'channels-last'}, torch threads {torch.get_num_threads()}, "
           f"{args.warmup} warm-up + {args.steps} timed steps each, interleaved")
     for k, v in med.items():
         print(f"  {k:<20} median {v * 1000:8.1f} ms/step   (min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f})")

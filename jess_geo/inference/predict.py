@@ -57,6 +57,7 @@ from jess_geo.io.atomic import atomic_output, check_output, remove_quietly, temp
 from jess_geo.io.raster import RasterInfo, info_from_dataset, open_raster, read_valid
 from jess_geo.models.factory import size_multiple
 from jess_geo.models.modelfile import LoadedModel, load_model_file
+from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.progress import ProgressCallback
 
 __all__ = ["predict_raster", "resolve_device", "prepare_network", "network_input", "default_outputs", "cover_paths", "format_cover"]
@@ -92,27 +93,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     raise InputError(f"Unknown device {device!r}; choose auto, cpu, cuda or mps.")
 
 
-def _channels_last(dev: torch.device) -> bool:
-    return dev.type in ("cpu", "cuda")
-
-
 def prepare_network(net: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
-    """The network on ``dev`` in evaluation mode, ready for fast inference.
-
-    On CPU and CUDA its weights are put in channels-last (NHWC) memory layout, the layout in which
-    oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest: the same arithmetic (logits
-    equal to about 1e-6), about 1.5x faster on a 2-core CPU for the EfficientNet-Lite0 U-Net
-    (benchmarks/results/predict_benchmarks.txt). Changes ``net`` in place and returns it.
-    """
-    net = net.to(dev).eval()
-    if _channels_last(dev):
-        net = net.to(memory_format=torch.channels_last)
-    return net
+    """The network on ``dev`` in evaluation mode and in its fast memory layout (channels-last on
+    CPU and CUDA: the same arithmetic, logits equal to about 1e-6). Changes ``net`` in place."""
+    return to_fast_layout(net.to(dev).eval(), dev)
 
 
 def network_input(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """A batch ``(B, C, H, W)`` in the memory layout :func:`prepare_network` chose for ``dev``."""
-    return x.contiguous(memory_format=torch.channels_last) if _channels_last(dev) else x
+    return fast_input(x, dev)
 
 
 def default_outputs(scene: str | Path) -> dict[str, Path]:

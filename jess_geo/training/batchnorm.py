@@ -60,7 +60,9 @@ def _normalise_with(x: torch.Tensor, like: torch.Tensor, m: _BatchNorm) -> torch
 def _forward(m: _BatchNorm, n: int, x: torch.Tensor, mode: str, target: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     # Two native (fused) BatchNorm calls and a concatenation: measured faster on the CPU than one
     # hand-written pass with per-sample scale and shift, whose autograd graph has many more nodes.
-    src, tgt = x[:n], x[n:]
+    # split, not slicing: its backward is one concatenation of the two gradients, where two slices
+    # would each scatter into a zero-filled tensor of the full batch
+    src, tgt = torch.split(x, [n, x.shape[0] - n])
     factor = _momentum(m)
     out_s = F.batch_norm(src, m.running_mean, m.running_var, m.weight, m.bias, True, factor, m.eps)
     if mode == "source":

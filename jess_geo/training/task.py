@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from jess_geo.data.augment import AugmentConfig, augment_batch
+from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
@@ -86,6 +87,10 @@ class SegmentationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        # Channels-last weights and inputs: about 1.5x faster training steps on a CPU.
+        to_fast_layout(self.model, self.device)
+
     def _next_target(self) -> dict[str, Any]:
         assert self.target_loader is not None
         if self._target_iter is None:
@@ -102,12 +107,12 @@ class SegmentationTask(L.LightningModule):
         packed = batch["mask"] + (batch["valid"].long() << 8)
         x, packed = augment_batch(batch["image"], packed, self.augment, self.aug_gen)
         y, valid = packed & 0xFF, (packed >> 8).bool()
-        x, y, valid = x.to(self.device), y.to(self.device), valid.to(self.device)
+        x, y, valid = fast_input(x.to(self.device), self.device), y.to(self.device), valid.to(self.device)
         shared = self.target_loader is not None
         if shared:
             tb = self._next_target()
             xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen, pad_label=0)
-            xt, vt = xt.to(self.device), vt.to(self.device).bool()
+            xt, vt = fast_input(xt.to(self.device), self.device), vt.to(self.device).bool()
             with shared_pass(self.model, x.shape[0], self.batchnorm, self.target_stats):
                 logits_all = self.model(torch.cat([x, xt]))
             logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
@@ -151,7 +156,7 @@ class SegmentationTask(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         with using_statistics(self.model, self.target_stats if dataloader_idx == 1 else None):
-            logits = self.model(batch["image"].to(self.device)).float()
+            logits = self.model(fast_input(batch["image"].to(self.device), self.device)).float()
         y = batch["mask"].to(self.device)
         cm = confusion_matrix(logits.argmax(1), y, self.num_classes).cpu()
         self._val_cm[dataloader_idx] = self._val_cm.get(dataloader_idx, 0) + cm
