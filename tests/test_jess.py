@@ -158,16 +158,22 @@ def base_model(folders: dict[str, Path]) -> Path:
     return out / "model.pt"
 
 
+def _adapt(base_model: Path, folders: dict[str, Path], out: Path, extra: list[str],
+           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jess-geo adapt` of the base model to the shifted sample photo; must succeed."""
+    code, _, err = _run_cli(
+        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
+         "--target-images", str(folders["target"]), "--output-dir", str(out), "--quiet", *extra],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+
+
 def test_adapt_records_the_adaptation(
     base_model: Path, folders: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = folders["root"] / "adapted"
-    code, _, err = _run_cli(
-        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
-         "--target-images", str(folders["target"]), "--output-dir", str(out), "--epochs", "1", "--lambda", "0.05", "--quiet"],
-        capsys, monkeypatch,
-    )
-    assert code == 0, err
+    _adapt(base_model, folders, out, ["--epochs", "1", "--lambda", "0.05"], capsys, monkeypatch)
     info = subprocess.run([str(CLI), "info", str(out / "model.pt"), "--json"], capture_output=True, text=True, timeout=120)
     assert info.returncode == 0, info.stderr
     meta = json.loads(info.stdout)
@@ -195,12 +201,7 @@ def test_adapt_split_batchnorm_saves_target_statistics(
     from jess_geo.training.batchnorm import batchnorm_layers
 
     out = folders["root"] / "adapted_split"
-    code, _, err = _run_cli(
-        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
-         "--target-images", str(folders["target"]), "--output-dir", str(out), "--epochs", "3", "--jess-batchnorm", "split", "--quiet"],
-        capsys, monkeypatch,
-    )
-    assert code == 0, err
+    _adapt(base_model, folders, out, ["--epochs", "3", "--jess-batchnorm", "split"], capsys, monkeypatch)
     base, adapted = load_model_file(base_model), load_model_file(out / "model.pt")
     assert adapted.metadata["adaptation"]["batchnorm"] == "split"
     meta = adapted.metadata
