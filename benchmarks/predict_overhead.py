@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from predict_common import bench_model, common_args, make_scene, median  # noqa: E402
 
-from jess_geo.inference.predict import network_input, predict_raster, prepare_network, resolve_device  # noqa: E402
+from jess_geo.inference.predict import predict_raster, prepare_network, resolve_device  # noqa: E402
+from jess_geo.models.layout import fast_input  # noqa: E402
 from jess_geo.inference.tiling import TileGrid  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402
 
@@ -41,7 +42,7 @@ def tile_batches(scene: Path, loaded, tile: int, overlap: int, batch: int, devic
         data = src.read()
     x = np.stack([data[:, t.row : t.row + t.height, t.col : t.col + t.width] for t in tiles]).astype(np.float32)
     x = (x - mean) / std
-    return [network_input(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device), device) for i in range(0, len(x), batch)]
+    return [fast_input(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device), device) for i in range(0, len(x), batch)]
 
 
 def bare_forward(net: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:

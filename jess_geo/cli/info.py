@@ -34,7 +34,7 @@ def command(model: str | None, as_json: bool) -> None:
         click.echo(f"  {c['id']:>3}  {c['color']}  {c['name']}")
     if meta.get("metrics"):
         m = meta["metrics"]
-        click.echo(f"metrics:      " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, (int, float))))
+        click.echo("metrics:      " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, (int, float))))
     if meta.get("provenance"):
         click.echo(f"provenance:   {json.dumps(meta['provenance'])}")
     if meta.get("adaptation"):

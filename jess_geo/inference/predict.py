@@ -60,7 +60,7 @@ from jess_geo.models.modelfile import LoadedModel, load_model_file
 from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.progress import ProgressCallback
 
-__all__ = ["predict_raster", "resolve_device", "prepare_network", "network_input", "default_outputs", "cover_paths", "format_cover"]
+__all__ = ["predict_raster", "resolve_device", "prepare_network", "default_outputs", "cover_paths", "format_cover"]
 
 _POLL = 0.1
 _SERIAL_CPU = True  # see _run: on the CPU, reader / writer work never runs during a network call
@@ -97,11 +97,6 @@ def prepare_network(net: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
     """The network on ``dev`` in evaluation mode and in its fast memory layout (channels-last on
     CPU and CUDA: the same arithmetic, logits equal to about 1e-6). Changes ``net`` in place."""
     return to_fast_layout(net.to(dev).eval(), dev)
-
-
-def network_input(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """A batch ``(B, C, H, W)`` in the memory layout :func:`prepare_network` chose for ``dev``."""
-    return fast_input(x, dev)
 
 
 def default_outputs(scene: str | Path) -> dict[str, Path]:
@@ -638,7 +633,7 @@ def _forward(net: torch.nn.Module, x: np.ndarray, dev: torch.device, plan: _Plan
     amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode():
         with amp:
-            y = net(network_input(xt, dev))
+            y = net(fast_input(xt, dev))
         wh, ww = plan.work_shape
         y = y[:, :, :wh, :ww].float()
         if (wh, ww) != out_hw:

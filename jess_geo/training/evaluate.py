@@ -47,7 +47,7 @@ def evaluate_model(model: str | Path | LoadedModel, images: str | Path, masks: s
     meta = loaded.metadata
     classes = ClassTable.from_list(meta["classes"])
     lut = class_lookup(classes)
-    multiple = 2 ** len(meta["architecture"].get("decoder_channels", [0] * 5))
+    multiple = size_multiple(meta["architecture"])
     cm = torch.zeros((len(classes), len(classes)), dtype=torch.long)
     per_image = {}
     for img, lab in pair_files(images, masks):
