@@ -10,6 +10,9 @@ from typing import Any, Iterable
 
 from jess_geo.errors import InputError
 
+IGNORE = 255
+"""Label / class-raster value of pixels that carry no class (unlabelled or nodata): the one constant."""
+
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _DEFAULT_COLOURS = [
     "#8c6d4f", "#c8000a", "#bbcf4a", "#ffd400", "#006c84", "#2e7d32", "#1a1a1a", "#aed6dc",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import signal
 import sys
 from typing import Any
@@ -18,6 +19,12 @@ SUBCOMMANDS = {
     "evaluate": "jess_geo.cli.evaluate",
     "predict": "jess_geo.cli.predict",
     "info": "jess_geo.cli.info",
+    "export": "jess_geo.cli.export",
+    "check": "jess_geo.cli.check",
+    "stats": "jess_geo.cli.stats",
+    "change": "jess_geo.cli.change",
+    "sample": "jess_geo.cli.sample",
+    "assess": "jess_geo.cli.assess",
 }
 
 
