@@ -102,6 +102,43 @@ def jess_cli() -> Callable[..., subprocess.CompletedProcess]:
     return run
 
 
+class CliResult:
+    """What an in-process CLI run printed: same fields as ``subprocess.CompletedProcess``."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    @property
+    def exit_code(self) -> int:
+        return self.returncode
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., CliResult]:
+    """Run the `jess-geo` command line in this process: ``run_cli("info", path)`` -> CliResult.
+
+    Same error mapping as the console script (``jess_geo.cli.main.run``), stdout and stderr
+    captured separately; no interpreter start-up per call.
+    """
+    from click.testing import CliRunner
+
+    from jess_geo.cli.main import run
+
+    def invoke(*args: Any, cwd: Path | None = None) -> CliResult:
+        runner = CliRunner()
+        old = Path.cwd()
+        with runner.isolation(env={"COLUMNS": "200"}) as (out, err, _):
+            try:
+                if cwd is not None:
+                    os.chdir(cwd)
+                code = run([str(a) for a in args])
+            finally:
+                os.chdir(old)
+            return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+
+    return invoke
+
+
 @pytest.fixture(scope="session")
 def cli_command() -> list[str]:
     """The argv prefix that starts the real `jess-geo` command (for Popen-based tests)."""

@@ -50,37 +50,47 @@ def cli() -> None:
     """Map ground cover (biological soil crusts first) in GeoTIFFs and photos with U-Nets and JESS."""
 
 
-def report_error(message: str) -> None:
-    """Print a one-line error to stderr (and as a JSON line when --json-progress is on)."""
-    if "--json-progress" in sys.argv:
+def report_error(message: str, args: list[str] | None = None) -> None:
+    """Print a one-line error to stderr (and as a JSON line when --json-progress or --json is on)."""
+    argv = sys.argv[1:] if args is None else args
+    if "--json-progress" in argv or "--json" in argv:
         import json
 
         print(json.dumps({"stage": "error", "error": message}), flush=True)
     click.echo(f"jess-geo: error: {message}", err=True)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line and exit code 2, cancellation exit code 1."""
-    signal.signal(signal.SIGTERM, _sigterm)
+def run(args: list[str] | None = None) -> int:
+    """Run the command line on ``args`` (default ``sys.argv[1:]``) and return its exit code.
+
+    User errors become one line on stderr and exit code 2, cancellation exit code 1; no traceback.
+    """
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, prog_name="jess-geo", standalone_mode=False)
     except Cancelled as exc:
-        report_error(str(exc))
-        sys.exit(1)
+        report_error(str(exc), args)
+        return 1
     except KeyboardInterrupt:
-        report_error("Interrupted; outputs were not written (partial files removed).")
-        sys.exit(1)
+        report_error("Interrupted; outputs were not written (partial files removed).", args)
+        return 1
     except JessGeoError as exc:
-        report_error(str(exc))
-        sys.exit(2)
+        report_error(str(exc), args)
+        return 2
     except click.exceptions.Abort:
-        report_error("Aborted.")
-        sys.exit(1)
+        report_error("Aborted.", args)
+        return 1
     except click.ClickException as exc:
-        report_error(exc.format_message())
-        sys.exit(exc.exit_code)
+        report_error(exc.format_message(), args)
+        return exc.exit_code
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
+    return 0
+
+
+def main() -> None:
+    """Console entry point (installs the SIGTERM handler, then :func:`run`)."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    sys.exit(run())
 
 
 if __name__ == "__main__":
