@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jess_geo.classes import IGNORE as IGNORE_INDEX
 from jess_geo.classes import ClassTable, load_class_table
-from jess_geo.data.scenes import IGNORE_INDEX, class_lookup
+from jess_geo.io.labels import class_lookup
 from jess_geo.errors import InputError
 
 

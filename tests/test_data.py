@@ -15,12 +15,14 @@ from affine import Affine
 from PIL import Image
 from shapely.ops import transform as shp_transform
 
+from jess_geo.classes import IGNORE as IGNORE_INDEX
 from jess_geo.classes import ClassTable
 from jess_geo.data.augment import AugmentConfig, augment_batch
 from jess_geo.data.dataset import SceneDataset, grid_loader, train_loader
 from jess_geo.data.normalization import compute_stats
-from jess_geo.data.scenes import IGNORE_INDEX, load_scene, pair_files, split_files
+from jess_geo.data.scenes import load_scene, pair_files, split_files
 from jess_geo.errors import InputError
+from jess_geo.io.labels import labels_to_target
 
 CLASSES = ClassTable.from_mapping({"0": "soil", "1": "crust", "4": "moss"})  # channels 0, 1, 2
 UTM = "EPSG:32612"
@@ -94,6 +96,23 @@ def test_mask_value_missing_from_the_class_table_is_refused(tmp_path: Path, writ
     assert "[7]" in msg and "class table" in msg
 
 
+def test_labels_to_target_maps_ids_to_channels_and_ignores_unlabelled_and_nodata() -> None:
+    values = np.array([[0, 4, 255], [1, 1, 4]])
+    labelled = np.array([[True, True, True], [False, True, True]])
+    valid = np.array([[True, True, True], [True, True, False]])
+    target = labels_to_target(values, CLASSES, labelled=labelled, valid=valid)
+    assert target.dtype == np.int64
+    assert target.tolist() == [[0, 2, IGNORE_INDEX], [IGNORE_INDEX, 1, IGNORE_INDEX]]
+
+
+def test_labels_to_target_refuses_ids_missing_from_the_class_table_only_where_labelled() -> None:
+    values = np.array([[0, 7], [9, 1]])
+    assert labels_to_target(values, CLASSES, labelled=values < 2).tolist() == [[0, IGNORE_INDEX], [IGNORE_INDEX, 1]]
+    with pytest.raises(InputError) as exc:
+        labels_to_target(values, CLASSES, name="Label m.tif")
+    assert _one_line(exc).startswith("Label m.tif has value(s) [7, 9] that are not in the class table (ids [0, 1, 4])")
+
+
 def test_mask_of_another_size_is_refused(tmp_path: Path, write_raster: Callable) -> None:
     img = write_raster(tmp_path / "a.tif", _rgb(8, 8))
     msk = write_raster(tmp_path / "a_mask.tif", np.zeros((8, 9), np.uint8))
@@ -131,12 +150,18 @@ def _four_band(tmp_path: Path, write_raster: Callable) -> Path:
     return write_raster(tmp_path / "rgbn.tif", data)
 
 
-def test_four_band_image_where_three_bands_are_configured_is_refused(tmp_path: Path, write_raster: Callable) -> None:
+def test_four_band_image_where_three_bands_are_configured_uses_1_to_3_with_a_notice(tmp_path: Path, write_raster: Callable) -> None:
     img = _four_band(tmp_path, write_raster)
+    scene = load_scene(img, None, None, [1, 2, 3], NATIVE)
+    assert scene.image.shape[0] == 3 and not (scene.image == 77).any()  # band 4 is not read
+    assert scene.notice == "rgbn.tif has 4 image bands; the model uses band(s) 1,2,3, `bands` in the config chooses others."
+
+
+def test_three_band_image_where_four_bands_are_configured_is_refused(tmp_path: Path, write_raster: Callable) -> None:
+    img = write_raster(tmp_path / "rgb.tif", _rgb(8, 8))
     with pytest.raises(InputError) as exc:
-        load_scene(img, None, None, [1, 2, 3], NATIVE)
-    msg = _one_line(exc)
-    assert "4 image band(s)" in msg and "expects 3" in msg
+        load_scene(img, None, None, [1, 2, 3, 4], NATIVE)
+    assert _one_line(exc).startswith("rgb.tif has 3 image band(s) but the model reads band(s) [1, 2, 3, 4]")
 
 
 def test_band_lists_that_fit_are_read_in_their_order(tmp_path: Path, write_raster: Callable) -> None:
@@ -160,6 +185,10 @@ def test_rgba_photo_counts_three_image_bands(tmp_path: Path) -> None:
     Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
     scene = load_scene(tmp_path / "cut.png", None, None, [1, 2, 3], NATIVE)
     assert scene.image.shape[0] == 3 and not scene.valid[:2].any() and scene.valid[2:].all()
+    assert scene.notice is None  # the alpha band is the mask: nothing was left out
+    with pytest.raises(InputError) as exc:
+        load_scene(tmp_path / "cut.png", None, None, [1, 2, 3, 4], NATIVE)
+    assert "alpha band (band 4)" in _one_line(exc)
 
 
 # --------------------------------------------------------------------------- vector labels

@@ -238,7 +238,7 @@ def test_bad_jess_input_is_one_line(
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("jess-geo: error: "), err
-    expected = {"empty": "holds no raster files", "bands": "has 1 band(s) but the source images", "lambda": "lambda"}[case]
+    expected = {"empty": "holds no raster files", "bands": "photo.png has 1 image band(s) but the model reads band(s) [1, 2, 3]", "lambda": "lambda"}[case]
     assert expected in lines[0]
     assert not out.exists()  # nothing written
 

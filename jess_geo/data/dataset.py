@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import GeoDataset
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from jess_geo.data.scenes import IGNORE_INDEX, Scene
+from jess_geo.classes import IGNORE
+from jess_geo.data.scenes import Scene
 from jess_geo.preprocess import normalize
 
 _EPOCH = datetime(2000, 1, 1)
@@ -61,7 +62,7 @@ class SceneDataset(GeoDataset):
         c0, c1 = int(round(x.start)), int(round(x.stop))
         r0, r1 = int(round(-y.stop)), int(round(-y.start))
         out_img = np.zeros((img.shape[0], r1 - r0, c1 - c0), dtype=np.float32)
-        out_mask = np.full((r1 - r0, c1 - c0), IGNORE_INDEX, dtype=np.int64)
+        out_mask = np.full((r1 - r0, c1 - c0), IGNORE, dtype=np.int64)
         out_valid = np.zeros((r1 - r0, c1 - c0), dtype=bool)
         rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
         if rr1 > rr0 and cc1 > cc0:

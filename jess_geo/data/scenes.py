@@ -10,20 +10,20 @@ from typing import Sequence
 import numpy as np
 from rasterio.enums import Resampling
 
+from jess_geo.bands import resolve_bands
 from jess_geo.classes import ClassTable
 from jess_geo.errors import InputError
-from jess_geo.io.labels import find_label, read_labels
+from jess_geo.io.labels import find_label, labels_to_target, read_labels
 from jess_geo.io.raster import RasterInfo, info_from_dataset, list_rasters, open_raster, read_bands, read_valid
 from jess_geo.preprocess import scaled_shape, working_scale
-
-IGNORE_INDEX = 255
 
 
 @dataclass
 class Scene:
     """One image at working resolution: raw bands ``(C, H, W)`` float32, target ``(H, W)`` int64.
 
-    ``target`` holds class channel indexes, IGNORE_INDEX where a pixel is nodata or unlabelled.
+    ``target`` holds class channel indexes, ``classes.IGNORE`` where a pixel is nodata or
+    unlabelled; ``notice`` says which bands were used when the image has more than were asked for.
     """
 
     name: str
@@ -32,6 +32,7 @@ class Scene:
     valid: np.ndarray
     info: RasterInfo
     scale: float
+    notice: str | None = None
 
 
 def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path, Path]]:
@@ -62,43 +63,6 @@ def split_files(items: Sequence, val_fraction: float, seed: int) -> tuple[list, 
     return [items[i] for i in train], [items[i] for i in val]
 
 
-def class_lookup(classes: ClassTable) -> np.ndarray:
-    """A 256-entry table mapping label values to channel indexes (IGNORE_INDEX for unknown)."""
-    lut = np.full(256, -1, dtype=np.int64)
-    for channel, c in enumerate(classes):
-        lut[c.id] = channel
-    lut[IGNORE_INDEX] = IGNORE_INDEX
-    return lut
-
-
-def select_bands(info: RasterInfo, bands: Sequence[int] | None, source: str = "the config") -> list[int]:
-    """The 1-based bands to read from an image, checked against what the image has.
-
-    ``bands`` (from a training config or a model file) must name as many bands as the image
-    has image bands (an alpha band does not count): a 4-band image where 3 bands are expected
-    is refused rather than silently cut to 3 bands, since its band 4 would be lost and its
-    bands 1-3 need not mean what they mean in the other images. ``None`` uses every image band.
-    """
-    available = info.data_bands
-    if bands is None or (isinstance(bands, (list, tuple)) and len(bands) == 0):
-        return list(available)
-    if not isinstance(bands, (list, tuple)) or not all(isinstance(b, int) and not isinstance(b, bool) for b in bands):
-        raise InputError(f"`bands` in {source} must be a list of 1-based band numbers such as [1, 2, 3], not {bands!r}; fix it.")
-    use = list(bands)
-    if len(use) != len(available):
-        raise InputError(
-            f"{info.path.name} has {len(available)} image band(s) but {source} expects {len(use)} (bands {use}); "
-            f"use {len(use)}-band images or list all {len(available)} bands in `bands`."
-        )
-    bad = [b for b in use if b not in available]
-    if bad:
-        raise InputError(
-            f"{info.path.name} has no image band(s) {bad} (its image bands are {available}); "
-            f"list bands from {available} in `bands`."
-        )
-    return use
-
-
 def load_scene(
     image: Path,
     label: Path | None,
@@ -106,34 +70,28 @@ def load_scene(
     bands: Sequence[int] | None,
     resolution: dict,
     label_field: str | None = None,
-    bands_from: str = "the config",
+    bands_from: str = "`bands` in the config",
 ) -> Scene:
     """Read an image (and its labels) at the working resolution given by ``resolution``.
 
-    ``bands`` must match the image's band count (see :func:`select_bands`); ``bands_from`` names
-    where they came from in error messages ("the config", "the model").
+    ``bands`` go through :func:`jess_geo.bands.resolve_bands` (``None``: every image band);
+    an alpha band is the validity mask, never data. ``bands_from`` names how to choose other
+    bands in messages.
     """
     with open_raster(image) as src:
         info = info_from_dataset(src)
-        use = select_bands(info, bands, bands_from)
+        plan = resolve_bands(info.count, info.data_bands if bands is None else bands,
+                             alpha_band=info.alpha_band, name=image.name, option=bands_from)
         scale = working_scale(info, resolution)
         shape = scaled_shape(info.height, info.width, scale)
-        pixels = read_bands(src, use, out_shape=shape, resampling=Resampling.bilinear if scale != 1 else Resampling.nearest)
+        resampling = Resampling.bilinear if scale != 1 else Resampling.nearest
+        pixels = read_bands(src, list(plan.data), out_shape=shape, resampling=resampling)
         valid = read_valid(src, out_shape=shape)
     target = None
     if label is not None and classes is not None:
         values, labelled = read_labels(info, label, shape, label_field)
-        lut = class_lookup(classes)
-        present = np.unique(values[labelled])
-        unknown = [int(v) for v in present if v < 0 or v > 255 or lut[v] < 0]
-        if unknown:
-            raise InputError(
-                f"Label {label.name} has value(s) {unknown} that are not in the class table (ids {classes.ids}); "
-                f"add them to the class table or fix the mask."
-            )
-        target = lut[np.clip(values, 0, 255)]
-        target[~(labelled & valid)] = IGNORE_INDEX
-    return Scene(name=image.stem, image=pixels, target=target, valid=valid, info=info, scale=scale)
+        target = labels_to_target(values, classes, labelled=labelled, valid=valid, name=f"Label {label.name}")
+    return Scene(name=image.stem, image=pixels, target=target, valid=valid, info=info, scale=scale, notice=plan.notice)
 
 
 def load_unlabelled(folder: str | Path, bands: Sequence[int] | None, resolution: dict) -> list[Scene]:

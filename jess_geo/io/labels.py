@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from jess_geo.classes import IGNORE, ClassTable
 from jess_geo.errors import InputError
 from jess_geo.io.raster import RASTER_SUFFIXES, RasterInfo, open_raster, read_label
 
@@ -97,3 +98,38 @@ def read_labels(
     if path.suffix.lower() in VECTOR_SUFFIXES:
         return rasterize_vector(info, path, out_shape, field)
     return read_mask_raster(info, path, out_shape)
+
+
+def class_lookup(classes: ClassTable) -> np.ndarray:
+    """A 256-entry table: label value -> model channel index; IGNORE stays IGNORE, other values -1."""
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[classes.ids] = np.arange(len(classes))
+    lut[IGNORE] = IGNORE
+    return lut
+
+
+def labels_to_target(
+    values: np.ndarray, classes: ClassTable, *, labelled: np.ndarray | None = None,
+    valid: np.ndarray | None = None, name: str = "label",
+) -> np.ndarray:
+    """Class ids of a label mask -> model channel indexes (int64), IGNORE where nothing is learned.
+
+    A pixel is IGNORE when it is unlabelled (``labelled`` False, or the value IGNORE itself)
+    or nodata in the image (``valid`` False). A labelled pixel whose value is not in ``classes``
+    is an InputError naming the values, since a silently ignored typo would skew training and scores.
+    """
+    lut = class_lookup(classes)
+    values = np.asarray(values)
+    keep = np.ones(values.shape, dtype=bool) if labelled is None else np.asarray(labelled, dtype=bool)
+    present = np.unique(values[keep])
+    unknown = [int(v) for v in present if not 0 <= v <= 255 or lut[int(v)] < 0]
+    if unknown:
+        raise InputError(
+            f"{name} has value(s) {unknown} that are not in the class table (ids {classes.ids}); "
+            f"add them to the class table or fix the mask."
+        )
+    target = lut[np.clip(values, 0, 255).astype(np.int64)]
+    if valid is not None:
+        keep = keep & np.asarray(valid, dtype=bool)
+    target[~keep] = IGNORE
+    return target

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from jess_geo.classes import ClassTable
-from jess_geo.data.scenes import IGNORE_INDEX, class_lookup, load_scene, pair_files
-from jess_geo.io.labels import read_labels
+from jess_geo.data.scenes import load_scene, pair_files
+from jess_geo.io.labels import labels_to_target, read_labels
 from jess_geo.io.raster import open_raster, read_valid
 from jess_geo.models.factory import size_multiple
 from jess_geo.models.modelfile import LoadedModel, load_model_file
@@ -46,12 +46,11 @@ def evaluate_model(model: str | Path | LoadedModel, images: str | Path, masks: s
     loaded = model if isinstance(model, LoadedModel) else load_model_file(model)
     meta = loaded.metadata
     classes = ClassTable.from_list(meta["classes"])
-    lut = class_lookup(classes)
     multiple = size_multiple(meta["architecture"])
     cm = torch.zeros((len(classes), len(classes)), dtype=torch.long)
     per_image = {}
     for img, lab in pair_files(images, masks):
-        scene = load_scene(img, None, None, meta["bands"], meta["resolution"], bands_from="the model")
+        scene = load_scene(img, None, None, meta["bands"], meta["resolution"], bands_from="the model's bands")
         logits = scene_logits(loaded.model, normalize(scene.image, meta["normalization"]).astype(np.float32), multiple)
         full = (scene.info.height, scene.info.width)
         if logits.shape[1:] != full:
@@ -60,13 +59,8 @@ def evaluate_model(model: str | Path | LoadedModel, images: str | Path, masks: s
         values, labelled = read_labels(scene.info, lab, full)
         with open_raster(img) as src:
             valid = read_valid(src)
-        unknown = sorted({int(v) for v in np.unique(values[labelled]) if v < 0 or v > 255 or lut[v] < 0})
-        if unknown:
-            from jess_geo.errors import InputError
-
-            raise InputError(f"Label {lab.name} has value(s) {unknown} not in the model's classes (ids {classes.ids}); fix the mask or use a matching model.")
-        target = lut[np.clip(values, 0, 255)]
-        target[~(labelled & valid)] = IGNORE_INDEX
+        target = labels_to_target(values, classes, labelled=labelled, valid=valid,
+                                  name=f"Label {lab.name}")
         one = confusion_matrix(pred, torch.from_numpy(target), len(classes))
         cm += one
         m = metrics_from_confusion(one, classes.names)

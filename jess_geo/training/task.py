@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from jess_geo.classes import IGNORE
 from jess_geo.data.augment import AugmentConfig, augment_batch
 from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
-
-IGNORE_INDEX = 255
 
 
 class SegmentationTask(L.LightningModule):
@@ -118,8 +117,8 @@ class SegmentationTask(L.LightningModule):
             logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
         else:
             logits = self.model(x)
-        if (y != IGNORE_INDEX).any():
-            ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+        if (y != IGNORE).any():
+            ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
         else:
             ce = logits.sum() * 0.0
         loss = ce

@@ -21,9 +21,9 @@ from jess_geo.data.augment import AugmentConfig
 from jess_geo.data.dataset import SceneDataset, grid_loader, train_loader
 from jess_geo.data.normalization import compute_stats
 from jess_geo.data.scenes import Scene, load_scene, pair_files, split_files
-from jess_geo.errors import Cancelled, ConfigError, InputError
+from jess_geo.errors import Cancelled, ConfigError
 from jess_geo.io.atomic import atomic_output, check_dir_creatable, ensure_dir
-from jess_geo.io.raster import info_from_dataset, list_rasters, open_raster
+from jess_geo.io.raster import inspect_raster, list_rasters
 from jess_geo.models.factory import architecture_dict, build_model
 from jess_geo.models.modelfile import LoadedModel, save_model_file
 from jess_geo.training.config import TrainConfig
@@ -157,8 +157,17 @@ def _write_json(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2))
 
 
+def _emit_notices(scenes: list[Scene]) -> None:
+    for notice in dict.fromkeys(s.notice for s in scenes if s.notice):
+        warnings.warn(notice)
+
+
 def load_training_scenes(cfg: TrainConfig, classes: ClassTable) -> tuple[list[Scene], list[Scene], list[int]]:
-    """Read, pair and split the labelled images; all of them must have the configured band count."""
+    """Read, pair and split the labelled images; every image is read with the same bands.
+
+    The bands are the config's ``bands``, else every image band of the first image; each image
+    goes through the one band policy (:func:`jess_geo.bands.resolve_bands`).
+    """
     if not cfg.images or not cfg.masks:
         raise ConfigError("Training needs --images and --masks (folders of images and their labels, paired by file stem).")
     resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
@@ -167,43 +176,28 @@ def load_training_scenes(cfg: TrainConfig, classes: ClassTable) -> tuple[list[Sc
         train_pairs, val_pairs = pairs, pair_files(cfg.val_images, cfg.val_masks or cfg.masks)
     else:
         train_pairs, val_pairs = split_files(pairs, cfg.val_fraction, cfg.seed)
-    train = [load_scene(i, l, classes, cfg.bands, resolution, cfg.label_field) for i, l in train_pairs]
-    val = [load_scene(i, l, classes, cfg.bands, resolution, cfg.label_field) for i, l in val_pairs]
-    bands = list(cfg.bands) if cfg.bands else train[0].info.data_bands
-    for s in train + val:
-        if s.image.shape[0] != len(bands):
-            raise InputError(
-                f"{s.info.path.name} has {s.image.shape[0]} band(s) but {train[0].info.path.name} has {len(bands)}; "
-                f"use images that all have the same bands (move the odd one out of the folder)."
-            )
+    bands = list(cfg.bands) if cfg.bands else inspect_raster(train_pairs[0][0]).data_bands
+    train = [load_scene(i, l, classes, bands, resolution, cfg.label_field) for i, l in train_pairs]
+    val = [load_scene(i, l, classes, bands, resolution, cfg.label_field) for i, l in val_pairs]
+    _emit_notices(train + val)
     if not val:
         warnings.warn("Only one labelled image: validating on the training image (metrics will be optimistic).")
         val = train
     return train, val, bands
 
 
-def load_target_scenes(cfg: TrainConfig, classes: ClassTable, bands: list[int], source: Scene) -> list[Scene]:
-    """The target-domain images (with labels when --target-masks is given, for metrics only).
-
-    Every target image must have as many image bands as the source images (a 4-band target for
-    a 3-band model is refused rather than silently cut to 3 bands).
-    """
+def load_target_scenes(cfg: TrainConfig, classes: ClassTable, bands: list[int]) -> list[Scene]:
+    """The target-domain images (with labels when --target-masks is given, for metrics only), same bands."""
     if not cfg.target_images:
         raise ConfigError("method jess needs --target-images, a folder of unlabelled images from the new camera.")
     resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
-    n_source = len(source.info.data_bands)
-    files = list_rasters(cfg.target_images, "target images")
-    for path in files:
-        with open_raster(path) as src:
-            n = len(info_from_dataset(src).data_bands)
-        if n != n_source:
-            raise InputError(
-                f"Target image {path.name} has {n} band(s) but the source images ({source.info.path.name}) have {n_source}; "
-                f"use target images from a sensor with the same bands."
-            )
     if cfg.target_masks:
-        return [load_scene(i, l, classes, bands, resolution, cfg.label_field) for i, l in pair_files(cfg.target_images, cfg.target_masks)]
-    return [load_scene(p, None, None, bands, resolution) for p in files]
+        pairs = pair_files(cfg.target_images, cfg.target_masks)
+        scenes = [load_scene(i, l, classes, bands, resolution, cfg.label_field) for i, l in pairs]
+    else:
+        scenes = [load_scene(p, None, None, bands, resolution) for p in list_rasters(cfg.target_images, "target images")]
+    _emit_notices(scenes)
+    return scenes
 
 
 def run_training(
@@ -226,7 +220,7 @@ def run_training(
     check_dir_creatable(cfg.output_dir)  # before minutes of data loading, not after
     train, val, bands = load_training_scenes(cfg, classes)
     resolution = {"gsd": cfg.gsd, "photo_scale": cfg.photo_scale}
-    target = load_target_scenes(cfg, classes, bands, train[0]) if (cfg.method == "jess" or cfg.target_images) else []
+    target = load_target_scenes(cfg, classes, bands) if (cfg.method == "jess" or cfg.target_images) else []
     if adaptation is None and cfg.method == "jess":
         adaptation = {
             "method": "jess",
