@@ -86,7 +86,9 @@ def _render(layers, extent, size: QSize) -> QImage:
 
 
 def result_screenshot(scene_layer: QgsRasterLayer, path: Path, model: str) -> None:
-    from jess_geo_qgis.runner import Success, PredictRequest, run_predict
+    from jess_geo_qgis.protocol import Success
+    from jess_geo_qgis.request import PredictRequest
+    from jess_geo_qgis.runner import run_predict
     from jess_geo_qgis.styling import add_result_layers
 
     work = Path(tempfile.mkdtemp(prefix="jess-geo-shots-"))

@@ -20,7 +20,9 @@ from qgis.core import (
 )
 
 from . import settings
-from .runner import DEVICES, Canceled, ClassEntry, Failed, PredictRequest, run_predict
+from .protocol import Canceled, ClassEntry, Failed
+from .request import DEVICES, PredictRequest
+from .runner import run_predict
 from .sources import raster_file
 from .styling import style_class_raster, style_polygons
 

@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional
 
-from .runner import clean_environment, error_from_stderr, popen_options
+from .protocol import error_from_stderr
+from .runner import clean_environment, popen_options
 
 EXECUTABLE_NAME = "jess-geo"
 ENV_VARIABLE = "JESS_GEO_EXE"

@@ -1,23 +1,32 @@
-"""Run ``jess-geo predict --json-progress`` as a child process (no QGIS, no Qt).
+"""Run the jess-geo command line as a child process and follow its JSON lines (no QGIS, no Qt).
 
-Everything here is plain Python so it can be tested without QGIS and shared by the
-QgsTask (toolbar button) and the Processing algorithm. The protocol is the one in
-docs/DESIGN.md: one JSON object per line on stdout, with a ``stage`` key.
+Shared by the QgsTasks (toolbar dialogs) and the Processing algorithms. The lines
+themselves are parsed in :mod:`protocol`; the command lines are built in :mod:`request`
+(predict) and :mod:`training` (train, adapt).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Union
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from .protocol import (
+    Canceled,
+    Failed,
+    OutputPlan,
+    Outcome,
+    ProgressEvent,
+    Success,
+    failure_message,
+    parse_progress_line,
+    plan_from_event,
+)
+from .request import PredictRequest, build_predict_command
 
 # Variables from QGIS's own Python/GDAL/PROJ that must not leak into the engine's process.
 _DROPPED_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH")
@@ -28,230 +37,22 @@ TERMINATE_TIMEOUT_S = 30.0
 # How long to keep reading output after the child exited (pipes held by its children).
 STREAM_GRACE_S = 5.0
 
-
-@dataclass(frozen=True)
-class ClassEntry:
-    """One class of the model: its pixel value, name and colour (``#rrggbb``)."""
-
-    id: int
-    name: str
-    color: str
+EventCallback = Callable[[ProgressEvent], None]
 
 
-@dataclass(frozen=True)
-class PredictRequest:
-    """Everything one ``jess-geo predict`` run needs; empty strings mean "the default".
+@dataclass
+class RunResult:
+    """How a child process ended, with every JSON event and stderr line it printed."""
 
-    ``model`` empty means the demo model shipped with jess-geo; an empty output path means
-    the engine's default beside the scene (``<stem>_classes.tif`` / ``.gpkg``).
-    ``None`` for a numeric option means the model file's (or the engine's) default.
-    """
+    returncode: int
+    canceled: bool
+    events: List[ProgressEvent] = field(default_factory=list)
+    stderr: List[str] = field(default_factory=list)
 
-    scene: str
-    model: str = ""
-    classes_path: str = ""
-    vector: bool = True
-    vector_path: str = ""
-    probabilities_path: str = ""
-    energy_path: str = ""
-    tile_size: Optional[int] = None
-    overlap: Optional[int] = None
-    device: str = "auto"
-    min_area: Optional[float] = None
-    simplify: Optional[float] = None
-    overwrite: bool = False
-
-    @property
-    def scene_name(self) -> str:
-        """The scene's file name without extension (used to name the layer group)."""
-        return Path(self.scene).stem
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One parsed line of ``--json-progress`` output."""
-
-    stage: str
-    percent: Optional[float] = None
-    done: Optional[int] = None
-    total: Optional[int] = None
-    message: str = ""
-    error: str = ""
-    outputs: Dict[str, Optional[str]] = field(default_factory=dict)
-    classes: List[ClassEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Success:
-    """The run finished; ``outputs`` maps kind (classes, vector, ...) to a path or None."""
-
-    outputs: Dict[str, Optional[str]]
-    classes: List[ClassEntry]
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The run failed; ``message`` is the one sentence to show the user."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class Canceled:
-    """The user cancelled the run; no output files were left behind."""
-
-    removed: List[str] = field(default_factory=list)
-
-
-Outcome = Union[Success, Failed, Canceled]
-
-
-def build_predict_command(executable: str, request: PredictRequest) -> List[str]:
-    """Return the argument list of ``jess-geo predict`` for ``request``.
-
-    Raises:
-        ValueError: when the request cannot be expressed (no scene, unknown device,
-            negative sizes).
-    """
-    if not request.scene:
-        raise ValueError("Choose an input raster to segment.")
-    if request.device not in DEVICES:
-        raise ValueError(f"Unknown device {request.device!r}; choose one of {', '.join(DEVICES)}.")
-    command = [executable, "predict"]
-    if request.model:
-        command += ["--model", request.model]
-    if request.classes_path:
-        command += ["-o", request.classes_path]
-    if not request.vector:
-        command.append("--no-vector")
-    elif request.vector_path:
-        command += ["--vector", request.vector_path]
-    if request.probabilities_path:
-        command += ["--probabilities", request.probabilities_path]
-    if request.energy_path:
-        command += ["--energy", request.energy_path]
-    if request.tile_size is not None:
-        if request.tile_size <= 0:
-            raise ValueError("The tile size must be a positive number of pixels.")
-        command += ["--tile-size", str(int(request.tile_size))]
-    if request.overlap is not None:
-        if request.overlap < 0:
-            raise ValueError("The overlap cannot be negative.")
-        command += ["--overlap", str(int(request.overlap))]
-    command += ["--device", request.device]
-    if request.min_area is not None:
-        command += ["--min-area", _number(request.min_area)]
-    if request.simplify is not None:
-        command += ["--simplify", _number(request.simplify)]
-    if request.overwrite:
-        command.append("--overwrite")
-    # The scene goes after "--" so that a file name starting with "-" is not an option.
-    return command + ["--json-progress", "--", request.scene]
-
-
-def _number(value: float) -> str:
-    """Format a float without a trailing ``.0`` for whole numbers (``repr`` otherwise)."""
-    as_float = float(value)
-    return str(int(as_float)) if as_float.is_integer() else repr(as_float)
-
-
-def expected_outputs(request: PredictRequest) -> List[str]:
-    """The files a run of ``request`` writes, defaults beside the scene included."""
-    scene = Path(request.scene)
-    stem_path = scene.with_name(scene.stem)
-    paths = [request.classes_path or f"{stem_path}_classes.tif"]
-    if request.vector:
-        paths.append(request.vector_path or f"{stem_path}_classes.gpkg")
-    paths += [p for p in (request.probabilities_path, request.energy_path) if p]
-    classes = Path(paths[0])
-    paths += [f"{stem_path}_cover.csv", f"{stem_path}_cover.json"]
-    # The cover table may follow the class raster's name instead of the scene's.
-    cover_stem = classes.with_name(classes.stem)
-    paths += [f"{cover_stem}_cover.csv", f"{cover_stem}_cover.json"]
-    unique: List[str] = []
-    for path in paths:
-        if path not in unique:
-            unique.append(path)
-    return unique
-
-
-def parse_progress_line(line: str) -> Optional[ProgressEvent]:
-    """Parse one stdout line of ``--json-progress``; None for anything else."""
-    text = line.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
-        return None
-    return ProgressEvent(
-        stage=data["stage"],
-        percent=_optional_float(data.get("percent")),
-        done=_optional_int(data.get("done")),
-        total=_optional_int(data.get("total")),
-        message=str(data.get("message") or ""),
-        error=str(data.get("error") or ""),
-        outputs=_outputs(data.get("outputs")),
-        classes=parse_classes(data.get("classes")),
-    )
-
-
-def parse_classes(value: object) -> List[ClassEntry]:
-    """Read a ``classes`` list (``[{"id", "name", "color"}...]``); bad entries are skipped."""
-    if not isinstance(value, list):
-        return []
-    classes = []
-    for item in value:
-        if not isinstance(item, dict):
-            continue
-        class_id = _optional_int(item.get("id"))
-        if class_id is None:
-            continue
-        name = str(item.get("name") or f"class {class_id}")
-        color = str(item.get("color") or "")
-        if not _is_hex_colour(color):
-            color = _fallback_colour(class_id)
-        classes.append(ClassEntry(class_id, name, color.lower()))
-    return classes
-
-
-def _is_hex_colour(text: str) -> bool:
-    if len(text) != 7 or not text.startswith("#"):
-        return False
-    try:
-        int(text[1:], 16)
-    except ValueError:
-        return False
-    return True
-
-
-def _fallback_colour(class_id: int) -> str:
-    """A stable, distinct colour for a class without one (golden-angle hues)."""
-    import colorsys
-
-    hue = (class_id * 0.618033988749895) % 1.0
-    red, green, blue = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
-    return "#{:02x}{:02x}{:02x}".format(int(red * 255), int(green * 255), int(blue * 255))
-
-
-def _optional_float(value: object) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _optional_int(value: object) -> Optional[int]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value)
-
-
-def _outputs(value: object) -> Dict[str, Optional[str]]:
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): (str(v) if v else None) for k, v in value.items()}
+    def last(self, stage: str) -> Optional[ProgressEvent]:
+        """The last event of ``stage`` (None when there was none)."""
+        matching = [event for event in self.events if event.stage == stage]
+        return matching[-1] if matching else None
 
 
 def clean_environment(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -271,73 +72,50 @@ def popen_options() -> Dict[str, object]:
     return {"start_new_session": True}
 
 
-def error_from_stderr(stderr: str) -> str:
-    """The engine's one-line error (``jess-geo: error: ...``) from its stderr, or ''."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        marker = "error:"
-        if line.lower().startswith("jess-geo") and marker in line.lower():
-            return line[line.lower().index(marker) + len(marker):].strip()
-    for line in reversed(lines):
-        if line.lower().startswith("error:"):
-            return line[len("error:"):].strip()
-    return ""
-
-
-def run_predict(
-    executable: str,
-    request: PredictRequest,
-    on_progress: Callable[[ProgressEvent], None] = lambda event: None,
+def run_json_command(
+    command: List[str],
+    on_event: EventCallback = lambda event: None,
     is_canceled: Callable[[], bool] = lambda: False,
+    on_log: Callable[[str], None] = lambda line: None,
     poll_interval: float = 0.1,
     terminate_timeout: float = TERMINATE_TIMEOUT_S,
-    on_log: Callable[[str], None] = lambda line: None,
-) -> Outcome:
-    """Run ``jess-geo predict`` for ``request`` and wait for it; never raises.
+) -> Union[RunResult, Failed]:
+    """Run ``command``, pass each JSON line to ``on_event`` and wait; never raises.
 
-    ``on_progress`` gets every JSON event (from this thread); ``is_canceled`` is polled
-    every ``poll_interval`` seconds; when it turns true the child gets SIGTERM, then has
-    ``terminate_timeout`` seconds to remove its temporary files before it is killed.
-    ``on_log`` gets the child's stderr lines and any non-JSON stdout lines.
+    ``is_canceled`` is polled every ``poll_interval`` seconds; when it turns true the child
+    gets SIGTERM, then has ``terminate_timeout`` seconds to remove its temporary files
+    before it is killed. ``on_log`` gets stderr lines and non-JSON stdout lines.
+    Returns Failed only when the program cannot be started.
     """
     try:
-        command = build_predict_command(executable, request)
-    except ValueError as error:
-        return Failed(str(error))
-    existing_before = {path for path in expected_outputs(request) if os.path.exists(path)}
-    try:
         process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=clean_environment(),
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_environment(), text=True, encoding="utf-8", errors="replace", bufsize=1,
             **popen_options(),
         )
     except OSError as error:
-        return Failed(f"Could not start jess-geo ({executable}): {error.strerror or error}.")
-
+        return Failed(f"Could not start jess-geo ({command[0]}): {error.strerror or error}.")
     lines: "queue.Queue[tuple[str, Optional[str]]]" = queue.Queue()
-    stderr_lines: List[str] = []
-    readers = [
-        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
-    ]
+    readers = [threading.Thread(target=_pump, args=(stream, name, lines), daemon=True)
+               for stream, name in ((process.stdout, "out"), (process.stderr, "err"))]
     for reader in readers:
         reader.start()
+    result = RunResult(returncode=0, canceled=False)
+    _follow(process, lines, result, on_event, is_canceled, on_log, poll_interval, terminate_timeout)
+    for reader in readers:
+        reader.join(timeout=5)
+    result.returncode = process.wait()
+    result.canceled = result.canceled or (is_canceled() and result.returncode != 0)
+    return result
 
-    done_event: Optional[ProgressEvent] = None
-    error_event: Optional[ProgressEvent] = None
-    canceled = False
+
+def _follow(process, lines, result: RunResult, on_event, is_canceled, on_log, poll_interval, terminate_timeout):
+    """Read the child's lines until both streams end (or it exited and went quiet)."""
     open_streams = 2
     exited_at: Optional[float] = None
     while open_streams:
-        if not canceled and is_canceled():
-            canceled = True
+        if not result.canceled and is_canceled():
+            result.canceled = True
             terminate(process, terminate_timeout)
         try:
             stream, line = lines.get(timeout=poll_interval)
@@ -351,41 +129,17 @@ def run_predict(
         if line is None:
             open_streams -= 1
             continue
+        text = line.rstrip("\n")
+        event = parse_progress_line(line) if stream == "out" else None
         if stream == "err":
-            stderr_lines.append(line.rstrip("\n"))
-            on_log(line.rstrip("\n"))
-            continue
-        event = parse_progress_line(line)
+            result.stderr.append(text)
         if event is None:
-            if line.strip():
-                on_log(line.rstrip("\n"))
+            if text.strip():
+                on_log(text)
             continue
-        if event.stage == "done":
-            done_event = event
-        elif event.stage == "error":
-            error_event = event
-        if not canceled:
-            on_progress(event)
-    for reader in readers:
-        reader.join(timeout=5)
-    returncode = process.wait()
-
-    if canceled or (is_canceled() and returncode != 0):
-        removed = _remove_new_outputs(request, existing_before)
-        return Canceled(removed)
-    if returncode == 0:
-        if done_event is not None:
-            outputs = dict(done_event.outputs) or _outputs_from_request(request)
-            return Success(outputs, list(done_event.classes))
-        return Success(_outputs_from_request(request), [])
-    if error_event is not None and error_event.error:
-        return Failed(error_event.error)
-    message = error_from_stderr("\n".join(stderr_lines))
-    if message:
-        return Failed(message)
-    tail = " ".join(line.strip() for line in stderr_lines[-3:] if line.strip())
-    detail = f": {tail}" if tail else "."
-    return Failed(f"jess-geo stopped with exit code {returncode}{detail}")
+        result.events.append(event)
+        if not result.canceled:
+            on_event(event)
 
 
 def _pump(stream, name: str, sink: "queue.Queue[tuple[str, Optional[str]]]") -> None:
@@ -426,22 +180,62 @@ def _kill_tree(process: "subprocess.Popen[str]") -> None:
     process.kill()
 
 
-def _outputs_from_request(request: PredictRequest) -> Dict[str, Optional[str]]:
-    scene = Path(request.scene)
-    stem_path = scene.with_name(scene.stem)
-    vector = (request.vector_path or f"{stem_path}_classes.gpkg") if request.vector else None
-    return {
-        "classes": request.classes_path or f"{stem_path}_classes.tif",
-        "vector": vector,
-        "probabilities": request.probabilities_path or None,
-        "energy": request.energy_path or None,
-    }
+def plan_predict(executable: str, request: PredictRequest,
+                 is_canceled: Callable[[], bool] = lambda: False) -> Union[OutputPlan, Failed, Canceled]:
+    """Ask the engine which files ``request`` would write (``--dry-run --json``; writes nothing)."""
+    try:
+        command = build_predict_command(executable, request, dry_run=True)
+    except ValueError as error:
+        return Failed(str(error))
+    result = run_json_command(command, is_canceled=is_canceled)
+    if isinstance(result, Failed):
+        return result
+    if result.canceled:
+        return Canceled()
+    plans = [plan for plan in map(plan_from_event, result.events) if plan is not None]
+    if result.returncode != 0 or not plans:
+        if result.returncode == 0:
+            return Failed("jess-geo predict --dry-run printed no output plan; update jess-geo.")
+        return Failed(failure_message(result.returncode, result.events, result.stderr))
+    return plans[0]
 
 
-def _remove_new_outputs(request: PredictRequest, existing_before: set) -> List[str]:
-    """Delete outputs that a cancelled run created (the engine should leave none)."""
+def run_predict(
+    executable: str,
+    request: PredictRequest,
+    on_progress: EventCallback = lambda event: None,
+    is_canceled: Callable[[], bool] = lambda: False,
+    poll_interval: float = 0.1,
+    terminate_timeout: float = TERMINATE_TIMEOUT_S,
+    on_log: Callable[[str], None] = lambda line: None,
+) -> Outcome:
+    """Plan ``request`` with the engine, run ``jess-geo predict`` and wait for it; never raises.
+
+    The plan names every file the run writes: a cancelled run removes any of them that it
+    created (the engine itself should leave none).
+    """
+    plan = plan_predict(executable, request, is_canceled)
+    if not isinstance(plan, OutputPlan):
+        return plan
+    existing_before = {path for path in plan.files() if os.path.exists(path)}
+    result = run_json_command(build_predict_command(executable, request), on_progress, is_canceled,
+                              on_log, poll_interval, terminate_timeout)
+    if isinstance(result, Failed):
+        return result
+    if result.canceled:
+        return Canceled(_remove_new(plan.files(), existing_before))
+    if result.returncode != 0:
+        return Failed(failure_message(result.returncode, result.events, result.stderr))
+    done = result.last("done")
+    if done is not None:
+        return Success(dict(done.outputs) or dict(plan.outputs), list(done.classes), result.events)
+    return Success(dict(plan.outputs), [], result.events)
+
+
+def _remove_new(paths: List[str], existing_before: set) -> List[str]:
+    """Delete the files of ``paths`` that did not exist before the run."""
     removed = []
-    for path in expected_outputs(request):
+    for path in paths:
         if path in existing_before or not os.path.exists(path):
             continue
         try:
@@ -450,4 +244,3 @@ def _remove_new_outputs(request: PredictRequest, existing_before: set) -> List[s
         except OSError:
             pass
     return removed
-

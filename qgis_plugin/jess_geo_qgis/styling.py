@@ -18,7 +18,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from .runner import ClassEntry
+from .protocol import ClassEntry
 
 CLASS_ID_FIELD = "class_id"
 CLASS_NAME_FIELD = "class_name"
@@ -116,7 +116,9 @@ def add_result_layers(
 
     vector_path = outputs.get("vector")
     if vector_path and os.path.exists(vector_path):
-        vector = QgsVectorLayer(vector_path, f"{group_name} polygons", "ogr")
+        layer_name = outputs.get("vector_layer")
+        uri = f"{vector_path}|layername={layer_name}" if layer_name and vector_path.endswith(".gpkg") else vector_path
+        vector = QgsVectorLayer(uri, f"{group_name} polygons", "ogr")
         if vector.isValid():
             style_polygons(vector, classes)
             layers.append(vector)

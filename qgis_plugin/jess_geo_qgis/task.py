@@ -7,7 +7,9 @@ from typing import Optional
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .runner import Canceled, Failed, Outcome, PredictRequest, ProgressEvent, Success, run_predict
+from .protocol import Canceled, Failed, Outcome, ProgressEvent, Success
+from .request import PredictRequest
+from .runner import run_predict
 from .styling import add_result_layers
 
 LOG_TAG = "jess-geo"

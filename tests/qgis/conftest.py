@@ -46,7 +46,7 @@ def _pytest_qgis_available() -> bool:
 
 
 QGIS_AVAILABLE = _qgis_available() and _pytest_qgis_available()
-PURE_TESTS = {"test_runner.py", "test_environment.py"}  # no QGIS needed (engine tests skip without jess-geo)
+PURE_TESTS = {"test_runner.py", "test_environment.py"}  # no QGIS needed (they run real jess-geo processes)
 
 if not QGIS_AVAILABLE:
     collect_ignore = [
@@ -82,15 +82,16 @@ def jess_geo_exe() -> str:
 
 @pytest.fixture(scope="session")
 def jess_geo_predict(jess_geo_exe) -> str:
-    """The jess-geo executable, once its `predict` command exists; skips otherwise."""
+    """The jess-geo executable, once its `predict` plans outputs (--dry-run); skips otherwise."""
     if "ok" not in _PREDICT_STATE:
         result = subprocess.run(
             [jess_geo_exe, "predict", "--help"], capture_output=True, text=True, env=_clean_env(), timeout=900
         )
-        _PREDICT_STATE["ok"] = result.returncode == 0 and "--json-progress" in result.stdout
-        _PREDICT_STATE["why"] = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+        _PREDICT_STATE["ok"] = result.returncode == 0 and "--dry-run" in result.stdout
+        _PREDICT_STATE["why"] = (result.stderr.strip().splitlines()[-1:] if result.returncode
+                                 else ["this jess-geo's predict has no --dry-run"]) or [""]
     if not _PREDICT_STATE["ok"]:
-        pytest.skip(f"`jess-geo predict --json-progress` is not available yet: {_PREDICT_STATE['why'][0]}")
+        pytest.skip(f"`jess-geo predict --dry-run` (the output plan) is not available yet: {_PREDICT_STATE['why'][0]}")
     return jess_geo_exe
 
 

@@ -20,9 +20,9 @@ def _click_toolbar_button(qtbot, main_window):
 
 
 def test_button_opens_dialog_listing_raster_layers(
-    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_exe, demo_model_info, tmp_path
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, tmp_path
 ):
-    plugin_settings(executable=jess_geo_exe, model=model_path)
+    plugin_settings(executable=jess_geo_predict, model=model_path)
     project = QgsProject.instance()
     rasters = [
         QgsRasterLayer(str(write_scene(tmp_path / f"{name}.tif")), name, "gdal") for name in ("north", "south")
@@ -37,15 +37,24 @@ def test_button_opens_dialog_listing_raster_layers(
     combo = dialog.layer_combo
     listed = {combo.layer(i).name() for i in range(combo.count()) if combo.layer(i) is not None}
     assert listed == {"north", "south"}
-    # Outputs are proposed beside the chosen raster.
-    chosen = combo.currentLayer().source()
-    assert dialog.classes_widget.filePath() == chosen[:-4] + "_classes.tif"
-    assert dialog.vector_widget.filePath() == chosen[:-4] + "_classes.gpkg"
-
     # The real jess-geo is checked and the demo model's defaults are filled in.
     qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
     assert dialog.engine.ok, dialog.engine.message
     assert "jess-geo" in dialog.environment_label.text()
+    # The engine's plan names the outputs beside the chosen raster, and its cover table.
+    chosen = combo.currentLayer().source()
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=300_000)
+    assert dialog.classes_widget.filePath() == chosen[:-4] + "_classes.tif"
+    assert dialog.vector_widget.filePath() == chosen[:-4] + "_classes.gpkg"
+    assert chosen[:-4] + "_cover.csv" in dialog.plan_label.text()
+    # Another layer gets its own names; a name the user typed is kept.
+    dialog.vector_widget.setFilePath(str(tmp_path / "mine.gpkg"))
+    other = next(layer for layer in rasters if layer.source() != chosen)
+    dialog.plan = None
+    combo.setLayer(other)
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=300_000)
+    assert dialog.classes_widget.filePath() == other.source()[:-4] + "_classes.tif"
+    assert dialog.vector_widget.filePath() == str(tmp_path / "mine.gpkg")
     qtbot.waitUntil(lambda: "classes" in dialog.model_label.text(), timeout=600_000)
     assert dialog.tile_spin.value() == demo_model_info["tile_size"]
     assert dialog.overlap_spin.value() == demo_model_info["overlap"]
@@ -78,11 +87,13 @@ def test_layers_that_are_not_files_get_a_clear_message(
 
 
 def test_a_raster_file_outside_the_project_can_be_chosen(
-    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_exe, tmp_path
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, tmp_path
 ):
-    plugin_settings(executable=jess_geo_exe, model=model_path)
+    plugin_settings(executable=jess_geo_predict, model=model_path)
     scene = write_scene(tmp_path / "outside.tif")
     dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
     dialog.set_input_file(str(scene))
     assert dialog.input_path() == (str(scene), "")
-    assert dialog.classes_widget.filePath() == str(tmp_path / "outside_classes.tif")
+    qtbot.waitUntil(lambda: dialog.classes_widget.filePath() == str(tmp_path / "outside_classes.tif"),
+                    timeout=300_000)
