@@ -1,12 +1,14 @@
-"""Bad inputs through the real `jess-geo` command: one error line, a non-zero exit, nothing written.
+"""Bad inputs through the `jess-geo` command line: one error line, a non-zero exit, nothing written.
 
-Every case runs the installed console script in a subprocess, as a user (or the QGIS plugin)
-would, and checks: exit code 2, exactly one stderr line starting `jess-geo: error:`, no
-traceback, and that the output folder was not created (nor anything else written).
+Every case runs the command line in-process (``run_cli``: the console script's own error
+mapping) and checks: exit code 2, exactly one stderr line starting `jess-geo: error:`, no
+traceback, and that the output folder was not created (nor anything else written). One case
+also runs the real console script in a subprocess, as a user (or the QGIS plugin) would.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -60,8 +62,7 @@ TRAIN_CASES = [
     "image_without_mask",
     "mask_of_another_size",
     "mask_value_not_in_class_table",
-    "four_band_image_config_says_three",
-    "four_band_image_among_three_band_images",
+    "config_band_beyond_the_image",
     "truncated_png",
     "truncated_tif",
     "not_an_image",
@@ -77,7 +78,7 @@ def test_train_bad_input(
     dataset: dict[str, Path],
     write_raster: Callable,
     tiny_config: Callable,
-    jess_cli: Callable,
+    run_cli: Callable,
     assert_cli_error: Callable,
 ) -> None:
     d = dataset
@@ -96,11 +97,8 @@ def test_train_bad_input(
         m = _labels(64, 64)
         m[10:12, 10:12] = 6
         write_raster(d["masks"] / "plot_1.tif", m)
-    elif case == "four_band_image_config_says_three":
-        settings["bands"] = [1, 2, 3]
-        write_raster(d["images"] / "plot_1.tif", np.concatenate([_rgb(64, 64, 1), _rgb(64, 64, 9)[:1]]))
-    elif case == "four_band_image_among_three_band_images":
-        write_raster(d["images"] / "plot_1.tif", np.concatenate([_rgb(64, 64, 1), _rgb(64, 64, 9)[:1]]))
+    elif case == "config_band_beyond_the_image":
+        settings["bands"] = [1, 2, 4]
     elif case == "truncated_png":
         (d["images"] / "plot_1.tif").unlink()  # the photo plot_1.png pairs with masks/plot_1.tif
         Image.fromarray(_rgb(64, 64, 1).transpose(1, 2, 0)).save(d["images"] / "plot_1.png")
@@ -120,7 +118,7 @@ def test_train_bad_input(
         settings["learning_rate"] = 0.1
     config = tiny_config(root / "config", **settings)
     before = _files(root)
-    proc = jess_cli(*_train_args(d, config, out), cwd=root, timeout=900)
+    proc = run_cli(*_train_args(d, config, out), cwd=root)
     message = assert_cli_error(proc)
     assert not out.exists() or not any(out.iterdir()), f"{out} was written"
     assert _files(root) == before
@@ -130,8 +128,7 @@ def test_train_bad_input(
         "image_without_mask": "lonely",
         "mask_of_another_size": "48x64",
         "mask_value_not_in_class_table": "[6]",
-        "four_band_image_config_says_three": "4 image band(s)",
-        "four_band_image_among_three_band_images": "has 4",
+        "config_band_beyond_the_image": "3 image band(s) but the model reads band(s) [1, 2, 4]",
         "truncated_png": "truncated",
         "truncated_tif": "plot_1.tif",
         "not_an_image": "plot_1.tif",
@@ -186,7 +183,7 @@ def test_bad_model_file(
     kind: str,
     model_files: dict[str, Path],
     dataset: dict[str, Path],
-    jess_cli: Callable,
+    run_cli: Callable,
     assert_cli_error: Callable,
 ) -> None:
     args = command.split() + [model_files[kind]]
@@ -194,9 +191,10 @@ def test_bad_model_file(
         args += ["--images", dataset["images"], "--masks", dataset["masks"], "--json",
                  "--confusion-png", dataset["root"] / "cm.png"]
     before = _files(dataset["root"])
-    proc = jess_cli(*args, cwd=dataset["root"], timeout=900)
+    proc = run_cli(*args, cwd=dataset["root"])
     message = assert_cli_error(proc)
-    assert proc.stdout == ""
+    # --json (and --json-progress) also give the error as the one JSON line on stdout, for programs.
+    assert proc.stdout == (json.dumps({"stage": "error", "error": message}) + "\n" if "--json" in args else "")
     assert _files(dataset["root"]) == before
     assert not model_files["marker"].exists(), "the pickled object was executed"
     assert ("truncated" if kind == "truncated" else "refused (not executed)") in message
@@ -206,15 +204,27 @@ def test_evaluate_bad_inputs(
     model_files: dict[str, Path],
     dataset: dict[str, Path],
     write_raster: Callable,
-    jess_cli: Callable,
+    run_cli: Callable,
     assert_cli_error: Callable,
 ) -> None:
     root = dataset["root"]
-    write_raster(dataset["images"] / "plot_1.tif", np.concatenate([_rgb(64, 64, 1), _rgb(64, 64, 9)[:1]]))
+    write_raster(dataset["images"] / "plot_1.tif", _rgb(64, 64, 1)[:1])
     before = _files(root)
-    proc = jess_cli("evaluate", model_files["good"], "--images", dataset["images"], "--masks", dataset["masks"],
-                    "--confusion-png", root / "cm.png", cwd=root, timeout=900)
-    assert "4 image band(s)" in assert_cli_error(proc) and "the model" in proc.stderr
-    proc = jess_cli("evaluate", model_files["good"], "--images", root / "nope", "--masks", dataset["masks"], cwd=root)
+    proc = run_cli("evaluate", model_files["good"], "--images", dataset["images"], "--masks", dataset["masks"],
+                   "--confusion-png", root / "cm.png", cwd=root)
+    assert "plot_1.tif has 1 image band(s) but the model reads band(s) [1, 2, 3]" in assert_cli_error(proc)
+    proc = run_cli("evaluate", model_files["good"], "--images", root / "nope", "--masks", dataset["masks"], cwd=root)
     assert "nope" in assert_cli_error(proc)
     assert _files(root) == before
+
+
+def test_console_script_refuses_a_pickled_model(
+    model_files: dict[str, Path], tmp_path: Path, jess_cli: Callable, assert_cli_error: Callable
+) -> None:
+    """The real console script in its own process: exit code, stderr and stdout as a user sees them."""
+    proc = jess_cli("info", "--json", model_files["pickled"], cwd=tmp_path, timeout=300)
+    message = assert_cli_error(proc)
+    assert "refused (not executed)" in message
+    assert proc.stdout.splitlines() == [json.dumps({"stage": "error", "error": message})]
+    assert not model_files["marker"].exists(), "the pickled object was executed"
+    assert list(tmp_path.iterdir()) == []
