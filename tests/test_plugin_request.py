@@ -136,3 +136,16 @@ def test_expected_outputs_are_the_files_the_engine_writes(run_cli, repo_root, tm
     written = sorted(str(p) for p in out.iterdir()) + sorted(str(p) for p in data.iterdir() if p.name != "site.tif")
     assert sorted(expected) == written
     assert str(out / "x_classes.gpkg") in expected and str(out / "x_cover.csv") in expected
+
+
+@pytest.mark.parametrize("path, refused", [
+    ("memory:", True), ("memory:polygons", True), ("postgres:dbname=x", True), ("ogr:dbname='/x.gpkg'", True),
+    ("/o/p.gpkg", False), ("C:\\o\\p.gpkg", False), ("/o/a:b.tif", False), ("relative.fgb", False),
+])
+def test_destinations_that_are_not_files_are_refused(path, refused):
+    from jess_geo_qgis.request import file_output_problem
+
+    problem = file_output_problem(path, "Polygons")
+    assert bool(problem) == refused
+    if refused:
+        assert problem.startswith("Polygons: jess-geo writes files") and problem.endswith(".")

@@ -1,4 +1,9 @@
-"""Processing algorithm ``jessgeo:segmentraster``: the same run as the toolbar button."""
+"""Processing algorithm ``jessgeo:segmentraster``: the same run as the toolbar button.
+
+jess-geo writes files, so every destination here is a file (GeoTIFF rasters; GeoPackage,
+FlatGeobuf, GeoJSON or Shapefile polygons): a temporary output becomes a temporary file, and
+a ``memory:`` layer is refused with a sentence instead of becoming a file called "memory:".
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputFile,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -21,23 +27,31 @@ from qgis.core import (
 
 from . import settings
 from .protocol import Canceled, ClassEntry, Failed
-from .request import DEVICES, PredictRequest
+from .request import DEVICES, PredictRequest, file_output_problem
 from .runner import run_predict
 from .sources import raster_file
 from .styling import style_class_raster, style_polygons
 
-HELP = """Segments a raster into ground-cover classes with a jess-geo model and writes a class
-GeoTIFF (in the model's class colours) and, optionally, polygons in a GeoPackage
-(fields class_id, class_name, area_m2, ...), a probability raster and an energy raster.
+MODEL_FILE_FILTER = "jess-geo models (*.pt *.onnx);;PyTorch model files (*.pt);;ONNX models (*.onnx);;All files (*.*)"
+RASTER_EXTENSIONS = ("tif",)
+VECTOR_EXTENSIONS = ("gpkg", "fgb", "geojson", "shp")
 
-jess-geo runs as a separate program from its own Python environment: install it with
-`pip install jess-geo` in a virtual environment and set the path of its executable in the
-"Segment with jess-geo" dialog (or put it on PATH, or set JESS_GEO_EXE).
-
-MODEL: a jess-geo model file; empty uses the small demo model shipped with jess-geo.
-TILE_SIZE and OVERLAP (pixels): empty or 0 use the model file's defaults.
-MIN_AREA drops smaller polygons (m², px² for photos); SIMPLIFY is a topology-preserving
-tolerance in map units (0 = none)."""
+HELP = "\n\n".join([
+    "Segments a raster into ground-cover classes with a jess-geo model and writes a class GeoTIFF "
+    "(in the model's class colours and names), a cover table (CSV and JSON: area and percent per "
+    "class) and, optionally, polygons (fields class_id, class_name, area_m2, ...), a probability "
+    "raster and an energy raster.",
+    "jess-geo runs as a separate program from its own Python environment: install it with "
+    "`pip install jess-geo` in a virtual environment and set the path of its jess-geo executable in "
+    "the \"Segment with jess-geo\" dialog, or set the JESS_GEO_EXE environment variable.",
+    "MODEL: a jess-geo model file (.pt, or .onnx exported with `jess-geo export`); empty uses the "
+    "small demo model shipped with jess-geo.",
+    "Outputs are files: GeoTIFF for rasters; GeoPackage, FlatGeobuf, GeoJSON or Shapefile for the "
+    "polygons (by extension). Temporary outputs are temporary files; memory layers are not supported.",
+    "TILE_SIZE and OVERLAP (pixels): empty or 0 use the model file's defaults. Regions smaller than "
+    "MIN_AREA (m², px² for photos) are merged into a neighbour; SIMPLIFY is a topology-preserving "
+    "tolerance in map units (0 = none).",
+])
 
 
 class _StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
@@ -57,6 +71,9 @@ class _StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
 # Post-processors must outlive processAlgorithm(); QGIS does not own Python instances.
 _POST_PROCESSORS: List[_StyleOnLoad] = []
 
+# Share of the progress bar for each engine stage: (start, width / 100).
+STAGE_SHARES = {"predict": (0.0, 0.8), "vectorize": (80.0, 0.19)}
+
 
 class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
@@ -65,6 +82,8 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
     VECTOR_OUTPUT = "VECTOR_OUTPUT"
     PROBABILITIES = "PROBABILITIES"
     ENERGY = "ENERGY"
+    COVER_CSV = "COVER_CSV"
+    COVER_JSON = "COVER_JSON"
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     DEVICE = "DEVICE"
@@ -88,56 +107,38 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL,
-                "Model file (empty = demo model)",
-                behavior=QgsProcessingParameterFile.File,
-                fileFilter="jess-geo model files (*.pt *.pth *.ckpt *.jgm);;All files (*.*)",
-                optional=True,
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Class raster"))
-        self.addParameter(
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model file (.pt or .onnx; empty = demo model)",
+            behavior=QgsProcessingParameterFile.File, fileFilter=MODEL_FILE_FILTER, optional=True))
+        destinations = [
+            QgsProcessingParameterRasterDestination(self.OUTPUT, "Class raster"),
             QgsProcessingParameterVectorDestination(
-                self.VECTOR_OUTPUT, "Polygons", QgsProcessing.TypeVectorPolygon,
-                optional=True, createByDefault=True,
-            )
-        )
-        self.addParameter(
+                self.VECTOR_OUTPUT, "Polygons", QgsProcessing.TypeVectorPolygon, optional=True, createByDefault=True),
             QgsProcessingParameterRasterDestination(
-                self.PROBABILITIES, "Class probabilities", optional=True, createByDefault=False
-            )
-        )
-        self.addParameter(
+                self.PROBABILITIES, "Class probabilities", optional=True, createByDefault=False),
             QgsProcessingParameterRasterDestination(
-                self.ENERGY, "Energy (unlike the training data)", optional=True, createByDefault=False
-            )
-        )
+                self.ENERGY, "Energy (unlike the training data)", optional=True, createByDefault=False),
+        ]
+        for destination in destinations:
+            destination.setSupportsNonFileBasedOutput(False)
+            self.addParameter(destination)
+        self.addOutput(QgsProcessingOutputFile(self.COVER_CSV, "Cover table (CSV)"))
+        self.addOutput(QgsProcessingOutputFile(self.COVER_JSON, "Cover table (JSON)"))
+        self._add_options()
+
+    def _add_options(self) -> None:
         for name, label in ((self.TILE_SIZE, "Tile size, px (empty = model default)"),
                             (self.OVERLAP, "Overlap, px (empty = model default)")):
-            self.addParameter(
-                QgsProcessingParameterNumber(
-                    name, label, QgsProcessingParameterNumber.Integer, optional=True, minValue=0
-                )
-            )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.DEVICE, "Device", options=list(DEVICES), defaultValue="auto", usesStaticStrings=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum polygon area (m², px² for photos)",
-                QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.SIMPLIFY, "Simplify tolerance (map units)",
-                QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0,
-            )
-        )
+            self.addParameter(QgsProcessingParameterNumber(
+                name, label, QgsProcessingParameterNumber.Integer, optional=True, minValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue="auto", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, "Minimum region area (m², px² for photos; smaller ones are merged)",
+            QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SIMPLIFY, "Simplify tolerance (map units)",
+            QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0))
 
     @staticmethod
     def _given(parameters: Dict, name: str) -> bool:
@@ -150,74 +151,89 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         value = self.parameterAsInt(parameters, name, context)
         return None if (zero_is_default and value == 0) else value
 
-    def _optional_output(self, parameters, name, context) -> str:
+    def _optional_float(self, parameters, name, context) -> Optional[float]:
+        value = self.parameterAsDouble(parameters, name, context) if self._given(parameters, name) else 0.0
+        return value or None
+
+    def _output(self, parameters, name, context) -> str:
         if not self._given(parameters, name):
             return ""
-        return self.parameterAsOutputLayer(parameters, name, context) or ""
+        path = self.parameterAsOutputLayer(parameters, name, context) or ""
+        problem = file_output_problem(path, self.parameterDefinition(name).description())
+        if problem:
+            raise QgsProcessingException(problem)
+        return path
 
-    def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Optional[str]]:
+    def _request(self, parameters, context) -> PredictRequest:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         scene, problem = raster_file(layer)
         if problem:
             raise QgsProcessingException(problem)
+        vector_path = self._output(parameters, self.VECTOR_OUTPUT, context)
+        return PredictRequest(
+            scene=scene,
+            model=(self.parameterAsFile(parameters, self.MODEL, context) or "").strip(),
+            classes_path=self._output(parameters, self.OUTPUT, context),
+            vector=bool(vector_path),
+            vector_path=vector_path,
+            probabilities_path=self._output(parameters, self.PROBABILITIES, context),
+            energy_path=self._output(parameters, self.ENERGY, context),
+            tile_size=self._optional_int(parameters, self.TILE_SIZE, context, zero_is_default=True),
+            overlap=self._optional_int(parameters, self.OVERLAP, context, zero_is_default=False),
+            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
+            min_area=self._optional_float(parameters, self.MIN_AREA, context),
+            simplify=self._optional_float(parameters, self.SIMPLIFY, context),
+            overwrite=True,  # Processing replaces its outputs
+        )
+
+    def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Optional[str]]:
+        request = self._request(parameters, context)
         check = settings.check_engine()
         if not check.ok:
             raise QgsProcessingException(check.message)
         feedback.pushInfo(f"jess-geo {check.version}: {check.executable}")
-
-        vector_path = self._optional_output(parameters, self.VECTOR_OUTPUT, context)
-        min_area = self.parameterAsDouble(parameters, self.MIN_AREA, context) if self._given(parameters, self.MIN_AREA) else 0.0
-        simplify = self.parameterAsDouble(parameters, self.SIMPLIFY, context) if self._given(parameters, self.SIMPLIFY) else 0.0
-        request = PredictRequest(
-            scene=scene,
-            model=(self.parameterAsFile(parameters, self.MODEL, context) or "").strip(),
-            classes_path=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
-            vector=bool(vector_path),
-            vector_path=vector_path,
-            probabilities_path=self._optional_output(parameters, self.PROBABILITIES, context),
-            energy_path=self._optional_output(parameters, self.ENERGY, context),
-            tile_size=self._optional_int(parameters, self.TILE_SIZE, context, zero_is_default=True),
-            overlap=self._optional_int(parameters, self.OVERLAP, context, zero_is_default=False),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
-            min_area=min_area or None,
-            simplify=simplify or None,
-            overwrite=True,  # Processing replaces its outputs
-        )
-
-        stages = []
-
-        def progress(event) -> None:
-            if event.stage not in stages:
-                stages.append(event.stage)
-                feedback.pushInfo(f"jess-geo: {event.stage}")
-            if event.percent is not None:
-                share = {"predict": (0.0, 0.8), "vectorize": (80.0, 0.19)}.get(event.stage, (0.0, 1.0))
-                feedback.setProgress(share[0] + share[1] * event.percent)
-            if event.message:
-                feedback.setProgressText(event.message)
-
-        outcome = run_predict(
-            check.executable, request,
-            on_progress=progress, is_canceled=feedback.isCanceled, on_log=feedback.pushDebugInfo,
-        )
+        outcome = run_predict(check.executable, request, on_progress=_feedback_progress(feedback),
+                              is_canceled=feedback.isCanceled, on_log=feedback.pushDebugInfo)
         if isinstance(outcome, Failed):
             raise QgsProcessingException(outcome.message)
         if isinstance(outcome, Canceled):
             feedback.reportError("Cancelled; no output files were written.")
             return {}
-
-        classes_path = outcome.outputs.get("classes") or request.classes_path
+        outputs = outcome.outputs
         results = {
-            self.OUTPUT: classes_path,
-            self.VECTOR_OUTPUT: outcome.outputs.get("vector") if request.vector else None,
-            self.PROBABILITIES: outcome.outputs.get("probabilities") or None,
-            self.ENERGY: outcome.outputs.get("energy") or None,
+            self.OUTPUT: outputs.get("classes") or request.classes_path,
+            self.VECTOR_OUTPUT: outputs.get("vector") if request.vector else None,
+            self.PROBABILITIES: outputs.get("probabilities") or None,
+            self.ENERGY: outputs.get("energy") or None,
+            self.COVER_CSV: outputs.get("cover_csv") or None,
+            self.COVER_JSON: outputs.get("cover_json") or None,
         }
         if outcome.classes:
-            for key in (self.OUTPUT, self.VECTOR_OUTPUT):
-                path = results[key]
-                if path and context.willLoadLayerOnCompletion(path):
-                    styler = _StyleOnLoad(list(outcome.classes))
-                    _POST_PROCESSORS.append(styler)
-                    context.layerToLoadOnCompletionDetails(path).setPostProcessor(styler)
+            _style_on_load(context, [results[self.OUTPUT], results[self.VECTOR_OUTPUT]], outcome.classes)
         return results
+
+
+def _feedback_progress(feedback):
+    """An on_progress callback that moves Processing's bar and names each stage once."""
+    stages = []
+
+    def progress(event) -> None:
+        if event.stage not in stages:
+            stages.append(event.stage)
+            feedback.pushInfo(f"jess-geo: {event.stage}")
+        if event.percent is not None:
+            start, width = STAGE_SHARES.get(event.stage, (0.0, 1.0))
+            feedback.setProgress(start + width * event.percent)
+        if event.message:
+            feedback.setProgressText(event.message)
+
+    return progress
+
+
+def _style_on_load(context, paths, classes) -> None:
+    """Style each output QGIS will load at the end in the model's classes."""
+    for path in paths:
+        if path and context.willLoadLayerOnCompletion(path):
+            styler = _StyleOnLoad(list(classes))
+            _POST_PROCESSORS.append(styler)
+            context.layerToLoadOnCompletionDetails(path).setPostProcessor(styler)

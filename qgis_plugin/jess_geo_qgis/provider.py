@@ -7,7 +7,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .algorithm import SegmentRasterAlgorithm
+from .algorithm import RASTER_EXTENSIONS, VECTOR_EXTENSIONS, SegmentRasterAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 
@@ -31,14 +31,18 @@ class JessGeoProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(SegmentRasterAlgorithm())
 
+    def supportsNonFileBasedOutput(self) -> bool:
+        # jess-geo writes files: no memory or database layers as outputs.
+        return False
+
     def supportedOutputRasterLayerExtensions(self):
-        return ["tif"]
+        return list(RASTER_EXTENSIONS)
 
     def supportedOutputVectorLayerExtensions(self):
-        return ["gpkg"]
+        return list(VECTOR_EXTENSIONS)
 
     def defaultRasterFileExtension(self) -> str:
-        return "tif"
+        return RASTER_EXTENSIONS[0]
 
     def defaultVectorFileExtension(self, hasGeometry: bool = True) -> str:
-        return "gpkg"
+        return VECTOR_EXTENSIONS[0]

@@ -162,6 +162,14 @@ def build_predict_command(executable: str, request: PredictRequest, *, dry_run: 
     return command + ["--", request.scene]
 
 
+def file_output_problem(path: str, label: str) -> str:
+    """'' for a file path, else the sentence refusing a layer that is no file (``memory:``, ``postgres:``...)."""
+    scheme, colon, _rest = path.partition(":")
+    if colon and len(scheme) > 1 and scheme.isalnum():  # "C:\\x.tif" has a one-letter drive, not a scheme
+        return f"{label}: jess-geo writes files, not '{scheme}:' layers; choose a file or a temporary file."
+    return ""
+
+
 def _number(value: float) -> str:
     """Format a float without a trailing ``.0`` for whole numbers (``repr`` otherwise)."""
     as_float = float(value)

@@ -227,9 +227,8 @@ def run_predict(
     if result.returncode != 0:
         return Failed(failure_message(result.returncode, result.events, result.stderr))
     done = result.last("done")
-    if done is not None:
-        return Success(dict(done.outputs) or dict(plan.outputs), list(done.classes), result.events)
-    return Success(dict(plan.outputs), [], result.events)
+    outputs = {**plan.outputs, **(done.outputs if done is not None else {})}
+    return Success(outputs, list(done.classes) if done is not None else [], result.events)
 
 
 def _remove_new(paths: List[str], existing_before: set) -> List[str]:

@@ -128,3 +128,78 @@ def test_processing_run_in_qgis(model_path, qgis_processing, loaded_plugin, plug
     })
     assert results["OUTPUT"] == str(out / "c.tif")
     _check_outputs(scene, out / "c.tif", out / "p.gpkg", demo_model_info["classes"])
+
+
+def test_algorithm_declares_only_file_outputs_in_the_engines_formats(qgis_processing, loaded_plugin):
+    from qgis.core import QgsApplication, QgsProcessingDestinationParameter
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("jessgeo:segmentraster")
+    provider = algorithm.provider()
+    assert not provider.supportsNonFileBasedOutput()
+    assert provider.supportedOutputRasterLayerExtensions() == ["tif"]
+    assert provider.supportedOutputVectorLayerExtensions() == ["gpkg", "fgb", "geojson", "shp"]
+    destinations = [p for p in algorithm.parameterDefinitions() if isinstance(p, QgsProcessingDestinationParameter)]
+    assert {p.name() for p in destinations} == {"OUTPUT", "VECTOR_OUTPUT", "PROBABILITIES", "ENERGY"}
+    assert not any(p.supportsNonFileBasedOutput() for p in destinations)
+    assert {"COVER_CSV", "COVER_JSON"} <= {o.name() for o in algorithm.outputDefinitions()}
+    model = algorithm.parameterDefinition("MODEL")
+    assert "*.onnx" in model.fileFilter() and "*.pt" in model.fileFilter()
+
+
+@pytest.mark.parametrize("parameter", ["VECTOR_OUTPUT", "OUTPUT"])
+def test_a_memory_output_is_refused_and_no_file_called_memory_appears(
+    parameter, qgis_processing, loaded_plugin, scene, tmp_path, monkeypatch
+):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    monkeypatch.chdir(tmp_path)
+    layer = QgsRasterLayer(str(scene), "scene", "gdal")
+    values = {"INPUT": layer, "OUTPUT": str(tmp_path / "c.tif"), "VECTOR_OUTPUT": str(tmp_path / "p.gpkg"),
+              parameter: "memory:"}
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("jessgeo:segmentraster", values)
+    assert "writes files" in str(error.value) and "memory:" in str(error.value)
+    assert not os.path.exists("memory:") and not (scene.parent / "memory:").exists()
+    assert not (tmp_path / "c.tif").exists() and not (tmp_path / "p.gpkg").exists()
+
+
+def test_temporary_outputs_become_files_and_the_cover_table_is_an_output(
+    model_path, qgis_processing, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, scene
+):
+    import processing
+
+    plugin_settings(executable=jess_geo_predict, model=model_path)
+    layer = QgsRasterLayer(str(scene), "scene", "gdal")
+    results = processing.run("jessgeo:segmentraster", {
+        "INPUT": layer, "MODEL": model_path, "OUTPUT": "TEMPORARY_OUTPUT", "VECTOR_OUTPUT": "TEMPORARY_OUTPUT",
+        "DEVICE": "cpu",
+    })
+    assert results["OUTPUT"].endswith(".tif") and os.path.isfile(results["OUTPUT"])
+    assert results["VECTOR_OUTPUT"].endswith(".gpkg") and os.path.isfile(results["VECTOR_OUTPUT"])
+    _check_outputs(scene, results["OUTPUT"], results["VECTOR_OUTPUT"], demo_model_info["classes"])
+    with open(results["COVER_CSV"], encoding="utf-8") as table:
+        header = table.readline()
+    assert "class" in header.lower()
+    assert json.load(open(results["COVER_JSON"], encoding="utf-8"))
+
+
+@pytest.mark.parametrize("extension", ["fgb", "geojson", "shp"])
+def test_polygons_in_each_vector_format(
+    extension, model_path, qgis_processing, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info,
+    scene, tmp_path
+):
+    import processing
+    from osgeo import ogr
+
+    plugin_settings(executable=jess_geo_predict, model=model_path)
+    layer = QgsRasterLayer(str(scene), "scene", "gdal")
+    target = tmp_path / f"polygons.{extension}"
+    results = processing.run("jessgeo:segmentraster", {
+        "INPUT": layer, "MODEL": model_path, "OUTPUT": str(tmp_path / "c.tif"), "VECTOR_OUTPUT": str(target),
+        "DEVICE": "cpu",
+    })
+    assert results["VECTOR_OUTPUT"] == str(target)
+    driver = ogr.Open(str(target)).GetDriver().GetName()
+    assert driver == {"fgb": "FlatGeobuf", "geojson": "GeoJSON", "shp": "ESRI Shapefile"}[extension]
+    _check_outputs(scene, tmp_path / "c.tif", target, demo_model_info["classes"])
