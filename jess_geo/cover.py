@@ -1,9 +1,10 @@
 """Per-class cover table of a class raster: pixels, area and percent of the valid area.
 
 Built incrementally, strip by strip, while the class raster is written (no full-scene array).
-Areas are in square metres for a projected CRS (CRS units converted to metres), geodesic square
-metres for a geographic CRS (each row of pixels measured on the ellipsoid), and px² for photos
-and rasters without a CRS. Nodata pixels (255) are counted apart and left out of the percentages.
+Areas follow :mod:`jess_geo.io.areas` (the same rule as the polygons): square metres for a
+projected CRS, geodesic square metres for a geographic CRS (each row of pixels measured on the
+ellipsoid), px² for photos and rasters without a CRS. Nodata pixels (``IGNORE``) are counted
+apart and left out of the percentages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 from affine import Affine
 
-NODATA = 255
+from jess_geo.classes import IGNORE
+from jess_geo.io.areas import Measure
+
 _CHUNK_ROWS = 64
 
 
@@ -25,44 +28,15 @@ class CoverCounter:
 
     def __init__(self, classes: Sequence[dict[str, Any]], crs_wkt: str | None, transform: Affine) -> None:
         self.classes = [dict(c) for c in classes]
-        self.transform = transform
+        self.measure = Measure(transform, crs_wkt)
         self.counts = np.zeros(256, dtype=np.int64)
         self.areas = np.zeros(256, dtype=np.float64)
-        self._geod = None
-        self.unit = "px2"
-        self.pixel_area: float | None = abs(transform.a * transform.e - transform.b * transform.d)
-        if crs_wkt:
-            from pyproj import CRS
-
-            crs = CRS.from_wkt(crs_wkt)
-            if crs.is_geographic:
-                self._geod = crs.get_geod()
-                self.pixel_area = None
-            else:
-                factor = 1.0
-                try:
-                    factor = float(crs.axis_info[0].unit_conversion_factor)
-                except (IndexError, AttributeError, TypeError, ValueError):
-                    pass
-                self.pixel_area = self.pixel_area * factor * factor
-            self.unit = "m2"
-
-    def _row_areas(self, row_off: int, n: int) -> np.ndarray:
-        """Geodesic area (m²) of one pixel in each of ``n`` rows starting at ``row_off``."""
-        t = self.transform
-        out = np.empty(n, dtype=np.float64)
-        for i in range(n):
-            r = row_off + i
-            corners = [t * (0, r), t * (1, r), t * (1, r + 1), t * (0, r + 1)]
-            lons = [c[0] for c in corners]
-            lats = [c[1] for c in corners]
-            area, _ = self._geod.polygon_area_perimeter(lons, lats)  # type: ignore[union-attr]
-            out[i] = abs(area)
-        return out
+        self.unit = self.measure.area_unit
+        self.pixel_area = self.measure.constant_pixel_area
 
     def add(self, rows: np.ndarray, row_off: int) -> None:
-        """Count ``rows`` (``(h, W)`` uint8 class values, 255 = nodata) that start at row ``row_off``."""
-        if self._geod is None:
+        """Count ``rows`` (``(h, W)`` uint8 class values, IGNORE = nodata) that start at row ``row_off``."""
+        if self.pixel_area is not None:
             self.counts += np.bincount(rows.ravel(), minlength=256)
             return
         for start in range(0, rows.shape[0], _CHUNK_ROWS):
@@ -71,11 +45,11 @@ class CoverCounter:
             idx = chunk.astype(np.int64) + 256 * np.arange(h, dtype=np.int64)[:, None]
             per_row = np.bincount(idx.ravel(), minlength=256 * h).reshape(h, 256)
             self.counts += per_row.sum(axis=0)
-            self.areas += self._row_areas(row_off + start, h) @ per_row
+            self.areas += self.measure.row_pixel_areas(row_off + start, h, rows.shape[1] / 2.0) @ per_row
 
     def table(self, source: str = "", model: str = "") -> dict[str, Any]:
         """The cover table as a JSON-able dict."""
-        areas = self.areas if self._geod is not None else self.counts * float(self.pixel_area or 0.0)
+        areas = self.areas if self.pixel_area is None else self.counts * float(self.pixel_area)
         valid_px = int(sum(self.counts[int(c["id"])] for c in self.classes))
         valid_area = float(sum(areas[int(c["id"])] for c in self.classes))
         rows = []
@@ -97,7 +71,7 @@ class CoverCounter:
             "area_unit": self.unit,
             "pixel_area": self.pixel_area,
             "valid_pixels": valid_px,
-            "nodata_pixels": int(self.counts[NODATA]),
+            "nodata_pixels": int(self.counts[IGNORE]),
             "valid_area": valid_area,
             "classes": rows,
         }

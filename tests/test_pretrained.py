@@ -12,7 +12,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from jess_geo.errors import InputError
-from jess_geo.models import pretrained
+from jess_geo.models import weight_sources
 from jess_geo.models.pretrained import (
     adapt_first_conv,
     load_pretrained_encoder,
@@ -226,8 +226,8 @@ def test_resnet_imagenet_without_network_is_a_one_line_input_error() -> None:
 def test_resnet_offline_message_when_the_hub_is_unreachable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pretrained, "_cached_hub_file", lambda *args: None)
-    monkeypatch.setattr(pretrained, "_hub_reachable", lambda *args: False)
+    monkeypatch.setattr(weight_sources, "_cached_hub_file", lambda *args: None)
+    monkeypatch.setattr(weight_sources, "_hub_reachable", lambda *args: False)
     with pytest.raises(InputError) as info:
         load_pretrained_encoder(make_unet("resnet152"), "resnet152", "imagenet")
     assert str(info.value) == RESNET_MESSAGE
@@ -240,12 +240,12 @@ def test_hub_probe_gives_up_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
         time.sleep(5.0)  # like a name lookup that never returns
         raise OSError("timed out")
 
-    monkeypatch.setattr(pretrained.socket, "create_connection", hanging_connection)
+    monkeypatch.setattr(weight_sources.socket, "create_connection", hanging_connection)
     started = time.monotonic()
-    assert pretrained._hub_reachable(timeout=0.3) is False
+    assert weight_sources._hub_reachable(timeout=0.3) is False
     assert time.monotonic() - started < 2.0
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert pretrained._hub_reachable() is False
+    assert weight_sources._hub_reachable() is False
 
 
 @pytest.mark.skipif(

@@ -297,7 +297,10 @@ def test_existing_output_replaced_and_bad_inputs_refused(tmp_path: Path) -> None
     src = write_raster(tmp_path / "c.tif", patchy(20, 20))
     out = tmp_path / "c.gpkg"
     out.write_text("old")
-    vectorize_raster(src, out, CLASSES)
+    with pytest.raises(OutputError, match="exists already"):
+        vectorize_raster(src, out, CLASSES)
+    assert out.read_text() == "old"
+    vectorize_raster(src, out, CLASSES, overwrite=True)
     assert pyogrio.read_info(out, layer="classes")["features"] > 0
     with pytest.raises(OutputError):
         vectorize_raster(src, src, CLASSES)

@@ -27,16 +27,13 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
+from jess_geo.classes import IGNORE, color_rgb
 from jess_geo.io.atomic import remove_quietly
 
 BLOCK = 256
-CLASS_NODATA = 255
-PROB_NODATA = 255
+CLASS_NODATA = IGNORE
+PROB_NODATA = IGNORE
 ENERGY_NODATA = float("nan")
-
-
-def _hex_rgb(colour: str) -> tuple[int, int, int, int]:
-    return (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255)
 
 
 class RowWriter:
@@ -138,7 +135,7 @@ class RowWriter:
 def class_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, transform: Affine,
                  classes: Sequence[dict[str, Any]], source: str = "", model: str = "") -> RowWriter:
     """Open a uint8 class raster (nodata 255) with a colour table and class names."""
-    colormap = {int(c["id"]): _hex_rgb(c["color"]) for c in classes}
+    colormap = {int(c["id"]): (*color_rgb(c["color"]), 255) for c in classes}
     colormap[CLASS_NODATA] = (0, 0, 0, 0)
     tags = {f"CLASS_{int(c['id'])}": str(c["name"]) for c in classes}
     tags["CLASS_NAMES"] = json.dumps({str(c["id"]): c["name"] for c in classes})

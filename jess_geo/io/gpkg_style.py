@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
+from jess_geo.classes import color_rgb
+
 STYLE_TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS layer_styles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,17 +35,6 @@ CREATE TABLE IF NOT EXISTS layer_styles (
 """
 
 OUTLINE_RGB = (35, 35, 35)
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    """``"#rrggbb"`` as an (r, g, b) tuple; anything unreadable becomes mid grey."""
-    c = str(color).strip()
-    if len(c) == 7 and c.startswith("#"):
-        try:
-            return (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16))
-        except ValueError:
-            pass
-    return (128, 128, 128)
 
 
 def _fill_symbol(name: str, rgb: tuple[int, int, int]) -> str:
@@ -71,7 +62,7 @@ def categorized_qml(classes: Sequence[dict[str, Any]], field: str = "class_id") 
     cats, syms = [], []
     for i, c in enumerate(classes):
         cats.append(f'<category render="true" symbol="{i}" value="{int(c["id"])}" label={quoteattr(str(c["name"]))}/>')
-        syms.append(_fill_symbol(str(i), _rgb(c.get("color", ""))))
+        syms.append(_fill_symbol(str(i), color_rgb(c["color"])))
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         '<qgis version="3.28.0" styleCategories="Symbology">'
@@ -90,7 +81,7 @@ def categorized_sld(classes: Sequence[dict[str, Any]], layer: str, field: str = 
     """The same style as Styled Layer Descriptor 1.1 (one rule per class)."""
     rules = []
     for c in classes:
-        r, g, b = _rgb(c.get("color", ""))
+        r, g, b = color_rgb(c["color"])
         rules.append(
             f"<se:Rule><se:Name>{escape(str(c['name']))}</se:Name>"
             f"<se:Description><se:Title>{escape(str(c['name']))}</se:Title></se:Description>"
