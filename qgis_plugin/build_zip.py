@@ -1,7 +1,7 @@
 """Build dist/jess_geo_qgis.zip: the folder jess_geo_qgis at the zip root ("Install from ZIP").
 
 Usage: python qgis_plugin/build_zip.py [OUTPUT.zip]
-Leaves out caches and compiled files; adds the project's LICENSE when there is one.
+Leaves out caches and compiled files; adds the project's LICENSE (MIT) as jess_geo_qgis/LICENSE.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ def plugin_files():
 
 
 def build(output: Path) -> Path:
+    licence = REPO / "LICENSE"
+    if not licence.is_file():
+        raise SystemExit(f"build_zip: {licence} is missing; the plugin zip must carry the licence.")
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_suffix(".zip.tmp")
     with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         for source, name in plugin_files():
             archive.write(source, name.as_posix())
-        licence = REPO / "LICENSE"
-        if licence.is_file() and not (PLUGIN / "LICENSE").exists():
-            archive.write(licence, f"{PLUGIN.name}/LICENSE")
+        archive.write(licence, f"{PLUGIN.name}/LICENSE")
     temporary.replace(output)
     return output
 

@@ -28,8 +28,9 @@ INSTALL_HELP = (
     "(on Windows: py -m venv %USERPROFILE%\\jess-geo-env, then "
     "%USERPROFILE%\\jess-geo-env\\Scripts\\pip install jess-geo), "
     "and set the path of its jess-geo executable "
-    "(~/jess-geo-env/bin/jess-geo or ...\\Scripts\\jess-geo.exe) in the "
-    "'Segment with jess-geo' dialog, or put it on PATH, or set JESS_GEO_EXE."
+    "(~/jess-geo-env/bin/jess-geo or ...\\Scripts\\jess-geo.exe) in the plugin dialog's "
+    "Executable field or in the JESS_GEO_EXE environment variable "
+    "(do not put that environment's bin folder first on PATH: QGIS would run its Python)."
 )
 
 

@@ -75,7 +75,7 @@ def test_fixing_the_path_in_the_dialog_enables_run(
     plugin_settings(executable=str(tmp_path / "nothing"))
     dialog = _open_dialog(qtbot, loaded_plugin)
     assert not dialog.engine.ok
-    dialog.executable_widget.setFilePath(jess_geo_exe)
+    dialog.engine_panel.executable_widget.setFilePath(jess_geo_exe)
     qtbot.waitUntil(lambda: dialog.engine is not None and dialog.engine.ok, timeout=300_000)
     assert QgsSettings().value("jess_geo/executable") == jess_geo_exe
 

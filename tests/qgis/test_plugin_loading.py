@@ -29,8 +29,11 @@ def test_metadata_declares_minimum_version_and_processing_provider():
     assert general["qgisMinimumVersion"] == "3.22"
     assert general["hasProcessingProvider"] == "yes"
     assert (PLUGIN_DIR / general["icon"]).is_file()
-    for key in ("name", "description", "about", "version", "author", "email", "repository"):
+    for key in ("name", "description", "about", "version", "author"):
         assert general.get(key), key
+    placeholders = ("example.org", "example.com", "todo", "fixme", "your name", "xxx")
+    for key, value in general.items():
+        assert not any(p in value.lower() for p in placeholders), (key, value)
 
 
 def test_plugin_sources_never_import_the_engine_or_pyqt_directly():
@@ -91,6 +94,9 @@ def test_zip_holds_an_installable_plugin(tmp_path):
         names = archive.namelist()
         assert all(name.startswith(PLUGIN_NAME + "/") for name in names)
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        licence = archive.read(f"{PLUGIN_NAME}/LICENSE").decode("utf-8")
+        assert licence.startswith("MIT License") and "jess-geo developers" in licence
+        assert licence == (PLUGIN_DIR.parents[1] / "LICENSE").read_text(encoding="utf-8")
         archive.extractall(tmp_path / "plugins")
     found = dict(qgis.utils.findPlugins(str(tmp_path / "plugins")))
     assert found[PLUGIN_NAME].get("general", "hasProcessingProvider") == "yes"
