@@ -19,7 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes, sieve
 
 from jess_geo.errors import Cancelled, InputError, OutputError
-from jess_geo.io.vectorize import vectorize_raster
+from jess_geo.io.vectorize import vector_conflict, vectorize_raster
 
 CLASSES = [
     {"id": 0, "name": "bare soil", "color": "#8c6d4f"},
@@ -335,3 +335,175 @@ def test_landsat_thresholded_classes(tmp_path: Path) -> None:
         assert summary["classes"][c]["area"] == pytest.approx(n * px, rel=1e-6)
     assert_coverage(df, valid.sum() * px, rel=1e-6)
     assert math.isclose(df["area_m2"].min(), px, rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------- formats and data safety (issue 10)
+
+FORMATS = [(".gpkg", "GPKG"), (".fgb", "FlatGeobuf"), (".geojson", "GeoJSON"), (".json", "GeoJSON"), (".shp", "ESRI Shapefile")]
+
+
+def visible_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def data_layers(path: Path) -> list[str]:
+    """Layers of a GeoPackage other than the `layer_styles` table."""
+    return sorted(name for name in pyogrio.list_layers(path)[:, 0] if name != "layer_styles")
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("ext, driver", FORMATS)
+def test_format_follows_the_extension(tmp_path: Path, ext: str, driver: str) -> None:
+    data = patchy(30, 25, seed=2)
+    src = write_raster(tmp_path / "c.tif", data)
+    out = tmp_path / f"field{ext}"
+    summary = vectorize_raster(src, out, CLASSES, strip_rows=7)
+    layer = "classes" if driver == "GPKG" else None
+    info = pyogrio.read_info(out, layer=layer)
+    assert info["driver"] == driver
+    assert info["features"] == summary["polygons"] == len(reference_regions(data, np.ones_like(data, dtype=bool)))
+    assert info["crs"] == "EPSG:32725"
+    df = pyogrio.read_dataframe(out, layer=layer)
+    if driver == "ESRI Shapefile":
+        assert max(len(f) for f in info["fields"]) <= 10
+        assert list(info["fields"]) == ["class_id", "class_name", "area_m2", "perim_m", "area_px", "perim_px", "source", "model"]
+        assert visible_files(tmp_path) == ["c.tif", "field.cpg", "field.dbf", "field.prj", "field.qml", "field.shp", "field.shx"]
+    else:
+        assert list(info["fields"]) == ["class_id", "class_name", "area_m2", "perimeter_m", "area_px", "perimeter_px", "source", "model"]
+        sidecar = [] if driver == "GPKG" else ["field.qml"]
+        assert visible_files(tmp_path) == sorted(["c.tif", out.name, *sidecar])
+    assert df["area_m2"].sum() == pytest.approx(data.size * 0.25)
+    assert set(df["class_name"]) == {"bare soil", "lichen", "moss"}
+    if driver != "GPKG":  # QGIS loads <name>.qml beside a file layer as its default style
+        qml = out.with_suffix(".qml").read_text(encoding="utf-8")
+        cats = ET.fromstring(qml.split("\n", 1)[1]).find("renderer-v2")
+        assert {c.get("label") for c in cats.iter("category")} == {"bare soil", "lichen", "moss"}
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("name", ["field.kml", "field.txt", "field", "field.gpkg.zip"])
+def test_unsupported_vector_extension_is_refused_naming_the_formats(tmp_path: Path, name: str) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(10, 10))
+    with pytest.raises(OutputError) as exc:
+        vectorize_raster(src, tmp_path / name, CLASSES)
+    msg = str(exc.value)
+    assert "\n" not in msg and ".gpkg" in msg and ".fgb" in msg and ".geojson" in msg and ".shp" in msg
+    assert visible_files(tmp_path) == ["c.tif"]
+
+
+def gpkg_with_plots(path: Path) -> None:
+    """A user's GeoPackage: a point layer `plots` with its own default style."""
+    import pyogrio.raw
+
+    pts = shapely.to_wkb(np.array([shapely.Point(500010, 9099990), shapely.Point(500020, 9099980)], dtype=object))
+    pyogrio.raw.write(str(path), geometry=pts, field_data=[np.array(["A1", "B2"], dtype=object)], fields=["plot"],
+                      layer="plots", driver="GPKG", geometry_type="Point", crs="EPSG:32725")
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT, f_table_schema TEXT,"
+                    " f_table_name TEXT, f_geometry_column TEXT, styleName TEXT, styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN,"
+                    " description TEXT, owner TEXT, ui TEXT, update_time DATETIME)")
+        con.execute("INSERT INTO layer_styles (f_table_name, f_geometry_column, styleName, styleQML, useAsDefault)"
+                    " VALUES ('plots', 'geom', 'my plots', '<qgis>my red dots</qgis>', 1)")
+    con.close()
+
+
+def plots_state(path: Path) -> tuple:
+    df = pyogrio.read_dataframe(path, layer="plots")
+    con = sqlite3.connect(path)
+    style = con.execute("SELECT styleName, styleQML, useAsDefault FROM layer_styles WHERE f_table_name = 'plots'").fetchall()
+    con.close()
+    return list(df["plot"]), [tuple(p.coords)[0] for p in df.geometry], style
+
+
+@pytest.mark.trust
+def test_overwrite_replaces_only_our_layer_and_keeps_other_layers_and_styles(tmp_path: Path) -> None:
+    out = tmp_path / "field.gpkg"
+    gpkg_with_plots(out)
+    before = plots_state(out)
+    assert before[2] == [("my plots", "<qgis>my red dots</qgis>", 1)]
+    src = write_raster(tmp_path / "c.tif", patchy(20, 20, seed=1))
+    first = vectorize_raster(src, out, CLASSES)  # a new layer beside `plots`: no --overwrite needed
+    assert data_layers(out) == ["classes", "plots"]
+    with pytest.raises(OutputError, match="already holds a layer 'classes'.*--overwrite"):
+        vectorize_raster(src, out, CLASSES)
+    src2 = write_raster(tmp_path / "c2.tif", patchy(20, 20, seed=9))
+    second = vectorize_raster(src2, out, CLASSES, overwrite=True)
+    assert second["polygons"] != first["polygons"]
+    assert pyogrio.read_info(out, layer="classes")["features"] == second["polygons"]
+    assert data_layers(out) == ["classes", "plots"]
+    assert plots_state(out) == before
+    con = sqlite3.connect(out)
+    ours = con.execute("SELECT styleName, useAsDefault FROM layer_styles WHERE f_table_name = 'classes'").fetchall()
+    con.close()
+    assert ours == [("jess-geo classes", 1)]  # one style row for our layer, not one per run
+    assert visible_files(tmp_path) == ["c.tif", "c2.tif", "field.gpkg"]
+
+
+@pytest.mark.trust
+def test_second_layer_name_and_reserved_names(tmp_path: Path) -> None:
+    out = tmp_path / "field.gpkg"
+    src = write_raster(tmp_path / "c.tif", patchy(20, 20))
+    vectorize_raster(src, out, CLASSES)
+    vectorize_raster(src, out, CLASSES, layer="classes_2026")
+    assert data_layers(out) == ["classes", "classes_2026"]
+    for bad in ("", "gpkg_contents", "layer_styles", "a\nb"):
+        assert vector_conflict(out, bad, overwrite=True) is not None
+        with pytest.raises(OutputError):
+            vectorize_raster(src, out, CLASSES, layer=bad, overwrite=True)
+    assert data_layers(out) == ["classes", "classes_2026"]
+
+
+@pytest.mark.trust
+def test_failure_mid_way_leaves_the_existing_geopackage_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "field.gpkg"
+    gpkg_with_plots(out)
+    src = write_raster(tmp_path / "c.tif", patchy(40, 20))
+    vectorize_raster(src, out, CLASSES)
+    before_bytes = out.read_bytes()
+    with pytest.raises(Cancelled):
+        vectorize_raster(src, out, CLASSES, overwrite=True, strip_rows=5, cancel=iter([False, False, True]).__next__)
+    assert out.read_bytes() == before_bytes
+    assert visible_files(tmp_path) == ["c.tif", "field.gpkg"]
+
+
+@pytest.mark.trust
+def test_a_file_that_appears_during_the_run_is_not_replaced(tmp_path: Path) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(40, 20))
+    out = tmp_path / "field.fgb"
+
+    def interloper(*_: object) -> None:
+        if not out.exists():
+            out.write_text("written by another run")
+
+    with pytest.raises(OutputError, match="created by another program"):
+        vectorize_raster(src, out, CLASSES, strip_rows=10, progress=interloper)
+    assert out.read_text() == "written by another run"
+    assert visible_files(tmp_path) == ["c.tif", "field.fgb"]
+
+
+@pytest.mark.trust
+def test_vector_conflict_reasons(tmp_path: Path) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(10, 10))
+    assert vector_conflict(tmp_path / "new.gpkg", "classes", False) is None
+    assert "folder" in vector_conflict(tmp_path, "classes", True)
+    assert "does not exist" in vector_conflict(tmp_path / "no" / "x.gpkg", "classes", False)
+    vectorize_raster(src, tmp_path / "x.shp", CLASSES)
+    assert "exists already" in vector_conflict(tmp_path / "x.shp", "classes", False)
+    assert vector_conflict(tmp_path / "x.shp", "classes", True) is None
+    (tmp_path / "old.gpkg").write_text("not a geopackage")
+    assert "exists already" in vector_conflict(tmp_path / "old.gpkg", "classes", False)
+    assert vector_conflict(tmp_path / "old.gpkg", "classes", True) is None
+    for reason in [vector_conflict(tmp_path / "x.kml", "classes", True), vector_conflict(tmp_path, "classes", True)]:
+        assert reason is not None and "\n" not in reason and reason.endswith(".")
+
+
+@pytest.mark.trust
+def test_overwriting_a_shapefile_removes_its_stale_parts(tmp_path: Path) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(10, 10))
+    out = tmp_path / "x.shp"
+    vectorize_raster(src, out, CLASSES)
+    (tmp_path / "x.qix").write_bytes(b"old spatial index")
+    vectorize_raster(src, out, CLASSES, overwrite=True)
+    assert not (tmp_path / "x.qix").exists()
+    assert pyogrio.read_info(out)["features"] > 0

@@ -80,6 +80,8 @@ def vector_conflict(path: str | Path, layer: str = "classes", overwrite: bool = 
     ``overwrite``; with ``layer`` already there, ``overwrite`` replaces that layer only.
     """
     path = Path(path)
+    if path.is_dir():
+        return f"Vector output {path} is a folder; give a file name such as {path / 'classes.gpkg'}."
     try:
         driver = vector_driver(path)
     except OutputError as exc:
@@ -87,8 +89,6 @@ def vector_conflict(path: str | Path, layer: str = "classes", overwrite: bool = 
     problem = _layer_problem(layer)
     if problem:
         return problem
-    if path.is_dir():
-        return f"Vector output {path} is a folder; give a file name such as {path / 'classes.gpkg'}."
     parent = path.absolute().parent
     if not parent.is_dir():
         return f"Output folder {parent} does not exist; create it first."
