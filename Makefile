@@ -28,10 +28,16 @@ demo-model: $(STAMP)
 	mkdir -p jess_geo/assets
 	$(BIN)/python -m jess_geo.models.modelfile runs/demo/model.pt jess_geo/assets/demo_model.pt
 
-# The whole suite: the engine's tests, then the QGIS plugin's against a real QGIS when one is
-# installed (`make qgis-setup` installs Debian's QGIS 3.22; CI always does).
+# pytest without its cache folder (nothing written into the tree); PYTEST_ARGS adds options,
+# e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+
+# The whole suite: the engine's tests and the pure plugin tests (tests/test_plugin_*.py, no QGIS
+# needed) in one run, then the QGIS plugin's against a real QGIS when one is installed
+# (`make qgis-setup` installs Debian's QGIS 3.22; CI always does). tests/test_installed.py runs
+# only when JESS_GEO_INSTALLED_EXE names a wheel install's jess-geo (`make test-installed`).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests --ignore=tests/qgis
+	$(PYTEST) -q tests --ignore=tests/qgis $(PYTEST_ARGS)
 	@if [ -x /usr/bin/qgis_process.bin ] || /usr/bin/python3 -c "import qgis.core" 2>/dev/null; then \
 	    $(MAKE) --no-print-directory test-qgis; \
 	else echo "QGIS is not installed: plugin tests not run (make qgis-setup installs it)"; fi

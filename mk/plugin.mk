@@ -23,7 +23,7 @@ $(QGIS_PYTHON):
 	.ci/qgis_setup.sh
 
 test-qgis: $(QGIS_PYTHON)
-	QT_QPA_PLATFORM=offscreen HOME=$$(mktemp -d) $(QGIS_PYTHON) -m pytest tests/qgis $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen HOME=$$(mktemp -d) $(QGIS_PYTHON) -m pytest -p no:cacheprovider tests/qgis $(PYTEST_ARGS)
 
 qgis-screenshots: $(QGIS_PYTHON)
 	QT_QPA_PLATFORM=offscreen HOME=$$(mktemp -d) $(QGIS_PYTHON) qgis_plugin/make_screenshots.py
