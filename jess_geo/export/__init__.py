@@ -1,0 +1,1 @@
+"""Export a jess-geo model file to ONNX (fp32 or int8) for ONNX Runtime, OpenVINO and QGIS Deepness."""

@@ -1,0 +1,191 @@
+"""The network as an ONNX graph, run by ONNX Runtime or OpenVINO (the pipeline's ``Runtime`` interface).
+
+Each runtime has ``logits(x)``: ``x`` is ``(B, C, H, W)`` float32, already normalised by the
+pipeline; it returns ``(B, K, H, W)`` float32 logits. Exported files end in a Softmax (QGIS
+Deepness wants probabilities); :func:`logits_graph` cuts that last node off, so the runtimes
+return the logits the energy output needs. Neither torch nor the model code is imported here.
+
+Settings for throughput on the CPU, the case these runtimes are for:
+
+- ONNX Runtime: one intra-op thread per core this process may use, no inter-op parallelism
+  (one graph, run sequentially), every graph optimisation (the convolutions then run in the
+  CPU provider's blocked NCHWc layout, so an NHWC input would only add a transpose), the
+  memory arena and memory-pattern planning on (tile shapes repeat).
+- OpenVINO: the same thread count, latency hint (one request at a time, all cores on it) and
+  f32 inference precision: on CPUs with bf16 support OpenVINO would otherwise run in bf16.
+
+A graph exported with a fixed tile size takes smaller inputs too (the scene is smaller than a
+tile): they are zero-padded (zero is the band mean after normalisation) and the logits cropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from jess_geo.errors import InputError, ModelFileError
+from jess_geo.export.extras import require
+
+RUNTIMES = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ONNX graph whose one output is the logits, with its input's size (None: any)."""
+
+    model: bytes
+    channels: int | None
+    height: int | None
+    width: int | None
+    batch: int | None
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _dim(d: Any) -> int | None:
+    return int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+
+
+def logits_graph(source: str | Path | bytes) -> Graph:
+    """Parse an ONNX model (a path or its bytes) and make its logits the output (drop a final Softmax)."""
+    onnx = require("onnx")
+    name = "the ONNX model" if isinstance(source, bytes) else Path(source).name
+    try:
+        proto = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(str(source))
+    except Exception:  # noqa: BLE001 - any parse failure is a damaged file
+        raise ModelFileError(f"{name} is not a readable ONNX file (corrupt or truncated); export it again with `jess-geo export`.") from None
+    graph = proto.graph
+    initialised = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initialised]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ModelFileError(f"{name} has {len(inputs)} inputs and {len(graph.output)} outputs; jess-geo runs graphs with one of each.")
+    out = graph.output[0]
+    last = [n for n in graph.node if out.name in n.output]
+    if last and last[0].op_type == "Softmax":
+        node = last[0]
+        graph.node.remove(node)
+        logits = onnx.ValueInfoProto()
+        logits.CopyFrom(out)
+        logits.name = node.input[0]
+        graph.output.remove(out)
+        graph.output.append(logits)
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ModelFileError(f"{name} takes a {len(dims)}-d input; jess-geo runs graphs taking (batch, bands, height, width).")
+    batch, channels, height, width = (_dim(d) for d in dims)
+    return Graph(proto.SerializeToString(), channels, height, width, batch)
+
+
+def _fit(x: np.ndarray, graph: Graph, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run ``x`` through a graph of fixed size and batch: pad to its size, split into its batches, crop."""
+    b, c, h, w = x.shape
+    if graph.channels is not None and c != graph.channels:
+        raise InputError(f"The ONNX model takes {graph.channels} bands but got {c}; check the model's bands.")
+    gh, gw = graph.height or h, graph.width or w
+    if h > gh or w > gw:
+        raise InputError(
+            f"The ONNX model was exported for {gh} x {gw} tiles but got {h} x {w}; "
+            f"pass --tile-size {gh} or export again with --tile-size {h} (or --dynamic)."
+        )
+    if (gh, gw) != (h, w):
+        padded = np.zeros((b, c, gh, gw), dtype=np.float32)
+        padded[:, :, :h, :w] = x
+        x = padded
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    step = graph.batch or b
+    parts = [run(x[i : i + step]) for i in range(0, b, step)]
+    y = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return np.ascontiguousarray(y[:, :, :h, :w], dtype=np.float32)
+
+
+class OnnxRuntime:
+    """ONNX Runtime session (CPU provider; CUDA when asked for and installed)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None) -> None:
+        ort = require("onnxruntime")
+        available = ort.get_available_providers()
+        device = (device or "auto").lower()
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+            raise InputError("--device cuda with --runtime onnxruntime needs onnxruntime-gpu; install it or use --device cpu.")
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            raise InputError(f"--runtime onnxruntime runs on cpu or cuda, not {device}; use --device cpu.")
+        gpu = "CUDAExecutionProvider" in available and device != "cpu"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or cores()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = True
+        opts.enable_mem_pattern = True
+        opts.log_severity_level = 3  # errors only: no "removing initializer" chatter on stderr
+        providers = (["CUDAExecutionProvider"] if gpu else []) + ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(graph.model, opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own classes for every kind of bad graph
+            raise ModelFileError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:160]}); export it again with `jess-geo export`.") from None
+        self._input = self._session.get_inputs()[0].name
+        self.graph = graph
+        self.device = "cuda" if gpu else "cpu"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: x})[0]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """``(B, C, H, W)`` normalised float32 -> ``(B, K, H, W)`` float32 logits."""
+        return _fit(x, self.graph, self._run)
+
+
+class OpenVinoRuntime:
+    """OpenVINO on the CPU, compiled once per input shape (f32 precision, latency hint)."""
+
+    name = "openvino"
+
+    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None) -> None:
+        if (device or "auto").lower() not in ("auto", "cpu"):
+            raise InputError(f"--runtime openvino runs on the cpu here, not {device}; use --device cpu.")
+        ov = require("openvino")
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(graph.model, b"")
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError for every kind of bad graph
+            raise ModelFileError(f"OpenVINO cannot read the model ({str(exc).splitlines()[0][:160]}); export it again with `jess-geo export`.") from None
+        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cores(), "INFERENCE_PRECISION_HINT": "f32"}
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self.graph = graph
+        self.device = "cpu"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        request = self._compiled.get(x.shape)
+        if request is None:
+            self._model.reshape({0: list(x.shape)})
+            request = self._core.compile_model(self._model, "CPU", self._config).create_infer_request()
+            self._compiled[x.shape] = request
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """``(B, C, H, W)`` normalised float32 -> ``(B, K, H, W)`` float32 logits."""
+        return _fit(x, self.graph, self._run)
+
+
+def open_onnx_runtime(model: str | Path | bytes | Graph, runtime: str = "onnxruntime", device: str = "auto",
+                      threads: int | None = None) -> OnnxRuntime | OpenVinoRuntime:
+    """A runtime for an ONNX model: a ``.onnx`` path, its bytes or a :class:`Graph`."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"Unknown runtime {runtime!r} for an ONNX model; choose one of {', '.join(RUNTIMES)}.")
+    require(runtime)  # a missing runtime is reported before the graph is parsed
+    graph = model if isinstance(model, Graph) else logits_graph(model)
+    cls = OnnxRuntime if runtime == "onnxruntime" else OpenVinoRuntime
+    return cls(graph, device=device, threads=threads)
