@@ -84,3 +84,52 @@ def format_change(summary: dict[str, Any], unit: str) -> str:
     changed = summary["changed_pixels"]
     lines.append(f"changed pixels {changed} of {valid} ({100 * changed / valid if valid else 0:.2f}%)")
     return "\n".join(lines)
+
+
+def assess_rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """One CSV row per class: map area, error-adjusted area with its 95 % half-width, accuracies."""
+    u = result["area_unit"]
+    header = ["class", "samples", "reference_samples", f"map_area_{u}", "map_percent", f"adjusted_area_{u}",
+              f"adjusted_area_ci95_{u}", "adjusted_percent", "adjusted_percent_ci95", "users_accuracy",
+              "users_accuracy_ci95", "producers_accuracy", "producers_accuracy_ci95"]
+    rows = []
+    for c in result["classes"]:
+        pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
+        rows.append([c["class"], c["samples"], c["reference_samples"], c["map_area"], pct(c["map_proportion"]),
+                     c["adjusted_area"], c["adjusted_area_ci95"], pct(c["adjusted_proportion"]),
+                     pct(c["adjusted_proportion_ci95"]), c["users_accuracy"], c["users_accuracy_ci95"],
+                     c["producers_accuracy"], c["producers_accuracy_ci95"]])
+    return header, rows
+
+
+def confusion_rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The error matrix twice: sample counts, then estimated area proportions (rows map, columns reference)."""
+    names = [c["class"] for c in result["classes"]]
+    rows: list[list[Any]] = []
+    for kind, matrix in (("count", result["counts"]), ("area_proportion", result["proportions"])):
+        for name, row in zip(names, matrix):
+            rows.append([kind, name, *row])
+    return ["matrix", "map \\ reference", *names], rows
+
+
+def _pm(value: Any, ci: Any, scale: float = 1.0, fmt: str = ".2f") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * scale:{fmt}} ± {ci * scale:{fmt}}" if ci is not None else f"{value * scale:{fmt}} ± n/a"
+
+
+def format_assess(result: dict[str, Any]) -> str:
+    """Map cover vs error-adjusted cover (95 % CI) per class, accuracies, and the units left out."""
+    w = max([5] + [len(c["class"]) for c in result["classes"]])
+    lines = [f"{'class':<{w}}  {'n':>4}  {'map %':>7}  {'adjusted % (95% CI)':>20}  {'user acc.':>13}  {'producer acc.':>13}"]
+    for c in result["classes"]:
+        lines.append(f"{c['class']:<{w}}  {c['samples']:>4}  {100 * c['map_proportion']:>7.2f}  "
+                     f"{_pm(c['adjusted_proportion'], c['adjusted_proportion_ci95'], 100.0):>20}  "
+                     f"{_pm(c['users_accuracy'], c['users_accuracy_ci95']):>13}  {_pm(c['producers_accuracy'], c['producers_accuracy_ci95']):>13}")
+    u = result["units"]
+    lines.append(f"overall accuracy {_pm(result['overall_accuracy'], result['overall_accuracy_ci95'])}; weights from {result['weights_from']}")
+    lines.append(f"reference units: {u['total']} read, {u['used']} used, {u['outside_raster']} outside the raster, "
+                 f"{u['on_nodata']} on nodata, {u['unlabelled']} unlabelled")
+    if u["map_class_differs_from_sampling"]:
+        lines.append(f"warning: {u['map_class_differs_from_sampling']} unit(s) have another map class than when they were sampled")
+    return "\n".join(lines)
