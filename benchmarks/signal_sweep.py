@@ -78,7 +78,7 @@ def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, ab
     cmd = [*exe, "predict", str(scene), "-o", str(out / "x_classes.tif"), "--probabilities", str(out / "x_probabilities.tif"),
            "--energy", str(out / "x_energy.tif"), "--json-progress", "--overwrite"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=work)
     sent = False
     at = t0 + offset if absolute else None
     os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
@@ -103,8 +103,6 @@ def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, ab
             proc.send_signal(sig)
             sent = True
         time.sleep(0.002)
-    if not sent and at is not None and offset < 0 and not absolute:
-        pass  # the run finished before the signal could be sent
     stderr = proc.stderr.read()  # type: ignore[union-attr]
     rc = proc.returncode
     left = sorted(p.name for p in out.iterdir())
@@ -112,7 +110,7 @@ def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, ab
     complete = outputs_valid(out)
     if rc == 0:
         ok = complete and not partial
-    elif rc == 1:
+    elif rc == 1 and sent:
         ok = not left
     else:
         ok = False
