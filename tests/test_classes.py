@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jess_geo.classes import IGNORE as IGNORE_INDEX
-from jess_geo.classes import ClassTable, load_class_table
+from jess_geo.classes import ClassTable, color_rgb, load_class_table, parse_color
 from jess_geo.io.labels import class_lookup
 from jess_geo.errors import InputError
 
@@ -99,3 +99,59 @@ def test_lookup_maps_mask_values_to_channels() -> None:
     lut = class_lookup(table)
     mask = np.array([[3, 7], [255, 3]])
     assert lut[mask].tolist() == [[0, 1], [255, 0]]
+
+
+# ---------------------------------------------------------------- colours, names, YAML duplicates (issue 10)
+
+@pytest.mark.trust
+@pytest.mark.parametrize("value, expected", [("#8C6D4F", "#8c6d4f"), (" #00ff00 ", "#00ff00"), ("#000000", "#000000")])
+def test_parse_color_accepts_rrggbb_only(value: str, expected: str) -> None:
+    assert parse_color(value) == expected
+    assert color_rgb(value) == tuple(int(expected[i:i + 2], 16) for i in (1, 3, 5))
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("value", ["red", "#fff", "#12345g", "8c6d4f", "#8c6d4f00", "", None, 255, [255, 0, 0]])
+def test_parse_color_refuses_everything_else(value: object) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_color(value)
+    assert "#rrggbb" in _one_line(exc)
+
+
+@pytest.mark.trust
+def test_yaml_table_with_an_id_twice_is_refused_like_json(tmp_path: Path) -> None:
+    path = tmp_path / "classes.yaml"
+    path.write_text("0: soil\n1: moss\n1: lichen\n", encoding="utf-8")  # PyYAML alone keeps 'lichen'
+    with pytest.raises(InputError) as exc:
+        load_class_table(path)
+    assert "lists class id(s) 1 twice" in _one_line(exc)
+    nested = tmp_path / "nested.yml"
+    nested.write_text("classes:\n  0: {name: soil, color: '#8c6d4f'}\n  0: {name: moss, color: '#2e7d32'}\n", encoding="utf-8")
+    with pytest.raises(InputError, match="twice"):
+        load_class_table(nested)
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("name", ["moss\n<qgis>", "soil\t", "a\x00b", "lichen\x1b[31m", "\u0085x"])
+def test_class_names_with_control_characters_are_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps({"0": "soil", "1": {"name": name, "color": "#2e7d32"}}), encoding="utf-8")
+    with pytest.raises(InputError) as exc:
+        load_class_table(path)
+    msg = _one_line(exc)
+    assert "class 1" in msg and "control characters" in msg
+
+
+@pytest.mark.trust
+def test_class_table_from_a_list_checks_every_entry() -> None:
+    good = [{"id": 0, "name": "soil", "color": "#8C6D4F"}, {"id": 1, "name": "moss", "color": "#2e7d32"}]
+    assert ClassTable.from_list(good).to_list()[0]["color"] == "#8c6d4f"
+    for bad, words in [
+        ([{"id": 300, "name": "soil", "color": "#8c6d4f"}], "0-254"),
+        ([{"id": 0, "name": "soil", "color": "brown"}], "#rrggbb"),
+        ([{"id": 0, "name": "", "color": "#8c6d4f"}], "name"),
+        ([{"id": 0, "name": "soil"}], "id"),
+    ]:
+        with pytest.raises(InputError) as exc:
+            ClassTable.from_list(bad)
+        assert words in _one_line(exc)

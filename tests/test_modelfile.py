@@ -211,9 +211,106 @@ def test_metadata_problems_are_refused(tmp_path: Path, saved: Path) -> None:
             load_model_file(tmp_path / name)
         assert name in _one_line(exc)
     # Weights that do not fit the described network: the metadata still reads, loading refuses.
-    wrong = dict(payload, metadata=json.dumps(dict(meta, architecture=dict(meta["architecture"], num_classes=5))))
+    wrong = dict(payload, metadata=json.dumps(dict(meta, architecture=dict(meta["architecture"], decoder_channels=[32, 16, 16, 16, 16]))))
     torch.save(wrong, tmp_path / "shapes.pt")
-    assert read_metadata(tmp_path / "shapes.pt")["architecture"]["num_classes"] == 5
+    assert read_metadata(tmp_path / "shapes.pt")["architecture"]["decoder_channels"][0] == 32
     with pytest.raises(ModelFileError) as exc:
         load_model_file(tmp_path / "shapes.pt")
     assert "do not fit" in _one_line(exc)
+
+
+# ---------------------------------------------------------------- metadata checked field by field (issue 10)
+
+def _without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+BAD_METADATA = {
+    # case: (change to the metadata, words the one-line message must hold)
+    "no encoder": (lambda m: m.update(architecture=_without(m["architecture"], "encoder")), "architecture.encoder is missing"),
+    "colour red": (lambda m: m["classes"][1].update(color="red"), "classes[1].color 'red' is not a colour written as \"#rrggbb\""),
+    "colour #rgb": (lambda m: m["classes"][0].update(color="#fff"), "classes[0].color '#fff'"),
+    "class id 300": (lambda m: m["classes"][2].update(id=300), "classes[2].id is 300, outside 0-254"),
+    "class id 255": (lambda m: m["classes"][2].update(id=255), "classes[2].id is 255, outside 0-254"),
+    "class id text": (lambda m: m["classes"][0].update(id="0"), "classes[0].id must be a whole number, not text '0'"),
+    "duplicate ids": (lambda m: m["classes"][1].update(id=0), "classes lists id 0 twice"),
+    "control characters": (lambda m: m["classes"][0].update(name="soil\n<qgis>"), "classes[0].name 'soil\\n<qgis>' contains control characters"),
+    "empty name": (lambda m: m["classes"][0].update(name="  "), "classes[0].name '  ' must be non-empty text"),
+    "bands string": (lambda m: m.update(bands="1,2,3"), "bands must be a list of band numbers such as [1, 2, 3], not text '1,2,3'"),
+    "band zero": (lambda m: m.update(bands=[0, 1, 2]), "bands[0] is 0, outside 1 or more"),
+    "bands count": (lambda m: m.update(bands=[1, 2]), "bands lists 2 bands but the network takes 3"),
+    "std zero": (lambda m: m["normalization"].update(std=[30.0, 0.0, 29.5]), "normalization.std[1] is 0.0, not a positive number"),
+    "std nan": (lambda m: m["normalization"].update(std=[30.0, float("nan"), 29.5]), "normalization.std[1] is nan, not a finite number"),
+    "mean inf": (lambda m: m["normalization"].update(mean=[float("inf"), 1.0, 1.0]), "normalization.mean[0] is inf, not a finite number"),
+    "mean string": (lambda m: m["normalization"].update(mean="100"), "normalization.mean must be a list of 3 numbers, not text '100'"),
+    "std short": (lambda m: m["normalization"].update(std=[1.0]), "normalization.std has 1 values but the network has 3 input bands"),
+    "in_channels text": (lambda m: m["architecture"].update(in_channels="3"), "architecture.in_channels must be a whole number, not text '3'"),
+    "classes count": (lambda m: m["architecture"].update(num_classes=5), "classes lists 3 classes but the network outputs 5"),
+    "tile_size float": (lambda m: m.update(tile_size=256.5), "tile_size must be a whole number, not float 256.5"),
+    "overlap bool": (lambda m: m.update(overlap=True), "overlap must be a whole number, not true/false True"),
+    "overlap too big": (lambda m: m.update(overlap=256), "overlap is 256, not less than tile_size 256"),
+    "gsd negative": (lambda m: m.update(resolution={"gsd": -0.02, "photo_scale": 0.5}), "resolution.gsd is -0.02, not a positive number"),
+    "resolution list": (lambda m: m.update(resolution=[0.02]), "resolution must be an object, not a list"),
+    "decoder int": (lambda m: m["architecture"].update(decoder_channels=16), "architecture.decoder_channels must be a list of channel counts, not int 16"),
+}
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_malformed_metadata_is_one_line_naming_the_field(tmp_path: Path, saved: Path, case: str) -> None:
+    change, words = BAD_METADATA[case]
+    payload = torch.load(saved, map_location="cpu", weights_only=True)
+    meta = json.loads(payload["metadata"])
+    change(meta)
+    bad = tmp_path / "edited.pt"
+    torch.save(dict(payload, metadata=json.dumps(meta)), bad)  # json writes NaN/Infinity, as a hand edit could
+    for read in (read_metadata, load_model_file):
+        with pytest.raises(ModelFileError) as exc:
+            read(bad)
+        msg = _one_line(exc)
+        assert msg.startswith(f"Model file {bad}: metadata field "), msg
+        assert words in msg, msg
+
+
+@pytest.mark.trust
+def test_malformed_metadata_is_never_saved(tmp_path: Path, net: torch.nn.Module) -> None:
+    meta = _metadata()
+    meta["classes"] = [dict(c) for c in CLASSES]
+    meta["classes"][0]["color"] = "brown"
+    with pytest.raises(ModelFileError, match="classes.0..color 'brown'"):
+        save_model_file(tmp_path / "m.pt", net, meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("case", ["no encoder", "colour red", "class id 300", "bands string", "std zero"])
+def test_cli_refuses_malformed_model_in_one_line(tmp_path: Path, saved: Path, case: str, run_cli, assert_cli_error) -> None:
+    change, words = BAD_METADATA[case]
+    payload = torch.load(saved, map_location="cpu", weights_only=True)
+    meta = json.loads(payload["metadata"])
+    change(meta)
+    torch.save(dict(payload, metadata=json.dumps(meta)), tmp_path / "edited.pt")
+    proc = run_cli("info", "edited.pt", cwd=tmp_path)
+    assert words in assert_cli_error(proc)
+    assert proc.stdout == ""
+
+
+@pytest.mark.trust
+def test_onnx_model_metadata_goes_through_the_same_checks(tmp_path: Path) -> None:
+    onnx_meta = pytest.importorskip("jess_geo.export.onnx_meta")
+    onnx = pytest.importorskip("onnx")
+    meta = dict(_metadata(), classes=[dict(c) for c in CLASSES])
+    meta["classes"][1]["color"] = "red"
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    model = onnx.helper.make_model(graph)
+    onnx.helper.set_model_props(model, {onnx_meta.META_KEY: json.dumps(meta)})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelFileError) as exc:
+        read_metadata(tmp_path / "m.onnx")
+    assert "classes[1].color 'red'" in _one_line(exc)
+    meta["classes"][1]["color"] = "#5b4a3f"
+    onnx.helper.set_model_props(model, {onnx_meta.META_KEY: json.dumps(meta)})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert read_metadata(tmp_path / "m.onnx")["classes"][1]["color"] == "#5b4a3f"

@@ -1,4 +1,10 @@
-"""Self-describing model files: weights plus JSON metadata, loaded without unpickling objects."""
+"""Self-describing model files: weights plus JSON metadata, loaded without unpickling objects.
+
+The metadata is checked field by field on every read (:mod:`jess_geo.models.metadata`) and
+before every save. ``read_metadata`` also reads exported ``.onnx`` models (their metadata is
+the same JSON, stored by :mod:`jess_geo.export.onnx_meta`). torch is imported only by the
+functions that need it.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,22 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import jess_geo
+from jess_geo.classes import IGNORE
 from jess_geo.errors import JessGeoError, ModelFileError
 from jess_geo.io.atomic import atomic_output
-from jess_geo.models.factory import build_model
+from jess_geo.models.metadata import REQUIRED_KEYS, validate_metadata
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "LoadedModel", "bundled_demo_model", "copy_model_file",
+           "load_model_file", "read_metadata", "save_model_file"]
 
 FORMAT = "jess-geo-model"
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("architecture", "bands", "normalization", "classes", "resolution", "tile_size", "overlap")
 
 
 @dataclass
@@ -30,13 +40,17 @@ class LoadedModel:
 
 
 def save_model_file(path: str | Path, model: torch.nn.Module, metadata: dict[str, Any], half: bool = False) -> None:
-    """Write weights and metadata atomically; ``half`` stores float tensors as float16."""
-    missing = [k for k in REQUIRED_KEYS if k not in metadata]
-    if missing:
-        raise ValueError(f"model metadata lacks {missing}")
+    """Write weights and metadata atomically; ``half`` stores float tensors as float16.
+
+    Raises:
+        ModelFileError: the metadata would not load again (a missing or malformed field).
+    """
+    import torch
+
     meta = dict(metadata)
     meta.setdefault("jess_geo_version", jess_geo.__version__)
-    meta.setdefault("ignore_index", 255)
+    meta.setdefault("ignore_index", IGNORE)
+    validate_metadata(meta, f"Metadata for {Path(path).name}")
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().clone()
@@ -66,6 +80,8 @@ _OBJECT_SIGNS = (
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
+    import torch
+
     if not path.exists():
         raise ModelFileError(f"Model file {path} does not exist; pass --model with a file written by `jess-geo train`.")
     if not path.is_file():
@@ -98,22 +114,28 @@ def _metadata_of(payload: dict[str, Any], path: Path) -> dict[str, Any]:
         meta = json.loads(payload["metadata"])
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"Model file {path} has no readable metadata; retrain it with `jess-geo train`.") from None
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"Model file {path} has no readable metadata; retrain it with `jess-geo train`.")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ModelFileError(f"Model file {path} lacks metadata {missing}; retrain it with `jess-geo train`.")
-    return meta
+    return validate_metadata(meta, f"Model file {path}")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of a model file, without building the network."""
+    """The checked metadata of a model file (``.pt`` or exported ``.onnx``), without building the network."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        try:
+            from jess_geo.export.onnx_meta import read_onnx_metadata
+        except ImportError:
+            raise ModelFileError(f"Model file {path} is an ONNX model, which this jess-geo cannot read; "
+                                 "pass the .pt model file or install a jess-geo with ONNX support.") from None
+        return validate_metadata(read_onnx_metadata(path), f"Model file {path}")
     return _metadata_of(_read_payload(path), path)
 
 
 def load_model_file(path: str | Path) -> LoadedModel:
     """Load a model file: build the network from its metadata and fill its weights strictly."""
+    import torch
+
+    from jess_geo.models.factory import build_model
+
     path = Path(path)
     payload = _read_payload(path)
     meta = _metadata_of(payload, path)
