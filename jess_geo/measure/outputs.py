@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -78,7 +79,9 @@ def write_frame(path: Path, frame: Any, layer: str) -> None:
     """Write a GeoDataFrame as a GeoPackage layer atomically (a new file)."""
     with atomic_output(path) as tmp:
         try:
-            frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)  # photos
+                frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
         except Exception as exc:  # pyogrio errors, OSError
             raise OutputError(f"{path} could not be written ({str(exc).splitlines()[0]}); check the disk and the folder permissions.") from None
         for side in ("-wal", "-shm", "-journal"):

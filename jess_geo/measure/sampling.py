@@ -12,6 +12,7 @@ so ``jess-geo assess`` weights each stratum by the mapped area it had when it wa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,9 @@ def write_sample(path: Path, grid: ClassGrid, rows: np.ndarray, cols: np.ndarray
     }, geometry=shapely.points(xs, ys), crs=grid.crs_wkt)
     with atomic_output(path) as tmp:
         try:
-            pyogrio.write_dataframe(frame, tmp, layer=SAMPLES_LAYER, driver="GPKG")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)  # photos
+                pyogrio.write_dataframe(frame, tmp, layer=SAMPLES_LAYER, driver="GPKG")
             pyogrio.write_dataframe(pd.DataFrame(design), tmp, layer=DESIGN_LAYER, driver="GPKG", append=False)
         except Exception as exc:  # pyogrio errors, OSError
             raise OutputError(f"{path} could not be written ({str(exc).splitlines()[0]}); check the disk and the folder permissions.") from None

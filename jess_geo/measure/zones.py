@@ -73,8 +73,9 @@ def read_zones(path: str | Path, field: str | None, grid: ClassGrid, layer: str 
 def raster_footprint(grid: ClassGrid) -> Any:
     """The raster's outline as a polygon in its CRS (or pixel) coordinates."""
     t = grid.transform
-    corners = [t * (0, 0), t * (grid.width, 0), t * (grid.width, grid.height), t * (0, grid.height)]
-    return shapely.Polygon(corners)
+    cols = np.array([0, grid.width, grid.width, 0], dtype=float)
+    rows = np.array([0, 0, grid.height, grid.height], dtype=float)
+    return shapely.Polygon(np.c_[t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f])
 
 
 def outside_fraction(geom: Any, footprint: Any) -> float:
