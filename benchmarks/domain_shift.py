@@ -130,23 +130,16 @@ def prepare(work: Path) -> dict[str, dict[str, Path]]:
 
 # -------------------------------------------------------------------------------------- child
 def mean_energy(loaded: Any, images: Path) -> dict[str, float]:
-    """Mean per-pixel free energy of each image (valid pixels, working resolution)."""
-    import torch
-
-    from jess_geo.data.scenes import load_scene
+    """Mean per-pixel free energy of each image (valid pixels), through the predict pipeline."""
+    from jess_geo.inference.arrays import predict_arrays
+    from jess_geo.inference.runtime import open_runtime
     from jess_geo.io.raster import list_rasters
-    from jess_geo.models.factory import size_multiple
-    from jess_geo.preprocess import normalize
-    from jess_geo.training.energy import free_energy
-    from jess_geo.training.evaluate import scene_logits
 
-    meta = loaded.metadata
+    rt = open_runtime(loaded, "torch", "cpu")
     out = {}
     for p in list_rasters(images):
-        s = load_scene(p, None, None, meta["bands"], meta["resolution"])
-        logits = scene_logits(loaded.model, normalize(s.image, meta["normalization"]).astype(np.float32), size_multiple(meta["architecture"]))
-        e = free_energy(logits[None])[0]
-        out[p.name] = float(e[torch.from_numpy(s.valid)].mean())
+        e = predict_arrays(p, rt, loaded.metadata, keys=("energy",))["energy"]
+        out[p.name] = float(np.nanmean(e))
     return out
 
 
@@ -171,13 +164,12 @@ def child(spec_path: Path) -> None:
 
     torch.set_num_threads(spec["threads"])
     from jess_geo.models.modelfile import load_model_file
-    from jess_geo.training.config import TrainConfig
+    from jess_geo.training.config import config_from_mapping
     from jess_geo.training.adabn import recalibrate_on_images
     from jess_geo.training.evaluate import evaluate_model
     from jess_geo.training.train import run_training
 
-    cfg = TrainConfig(**spec["config"])
-    cfg.validate()
+    cfg = config_from_mapping(spec["config"])
     t0 = time.perf_counter()
     res = run_training(cfg, progress_bar=False)
     train_s = time.perf_counter() - t0
@@ -196,7 +188,7 @@ def child(spec_path: Path) -> None:
         result["clean_accuracy"], result["clean_miou"] = clean["accuracy"], clean["miou"]
     if spec["arm"] == "baseline":  # the AdaBN control: the baseline with target BatchNorm statistics
         adabn = load_model_file(res["model"])
-        recalibrate_on_images(adabn, folders["target"] / "images", crop=cfg.crop_size, batch=cfg.batch_size, seed=spec["seed"])
+        recalibrate_on_images(adabn, folders["target"] / "images", crop=cfg.data.crop_size, batch=cfg.data.batch_size, seed=spec["seed"])
         ada = evaluate_model(adabn, folders["target"] / "images", folders["target"] / "masks")
         result["adabn_accuracy"], result["adabn_miou"] = ada["accuracy"], ada["miou"]
     es, et = mean_energy(loaded, folders["val"] / "images"), mean_energy(loaded, folders["target"] / "images")

@@ -54,3 +54,34 @@ class Reporter:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+
+class StopFlag:
+    """A stop request set by a signal handler (which does nothing else) and polled by long work.
+
+    A command that polls it ``arm()``s it; the handler then only sets the flag, and the work
+    stops at its next safe point (between batches, strips or files), closing what it opened.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.reason: str | None = None
+
+    def arm(self) -> None:
+        """Start polling (signals only set the flag from now on)."""
+        self.armed, self.reason = True, None
+
+    def disarm(self) -> None:
+        """Stop polling (signals act at once again)."""
+        self.armed = False
+
+    def request(self, reason: str) -> None:
+        """Called from the signal handler."""
+        self.reason = reason
+
+    def __call__(self) -> bool:
+        """True once a stop was requested (usable as a ``cancel`` callback)."""
+        return self.reason is not None
+
+
+STOP = StopFlag()

@@ -15,13 +15,13 @@ import torch
 from affine import Affine
 
 from jess_geo.errors import Cancelled, InputError, OutputError
-from jess_geo.inference.predict import cover_paths, predict_raster
+from jess_geo.inference.outputs import cover_paths
+from jess_geo.inference.predict import predict_raster
 from jess_geo.io.raster import PHOTO_TRANSFORM
 from jess_geo.models.factory import architecture_dict, build_model
 from jess_geo.models.modelfile import LoadedModel, save_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = ROOT / ".venv" / "bin" / "jess-geo"
 LANDSAT = ROOT.parent / "shared" / "data" / "landsat" / "l7_etm_olinda.tif"
 CLASSES = [
     {"id": 0, "name": "soil", "color": "#c9a87c"},
@@ -245,17 +245,15 @@ def test_band_check_and_cancel_leave_nothing(tmp_path: Path, model_file: Path) -
 # --------------------------------------------------------------------------- command line
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), "predict", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-def test_cli_json_progress_and_outputs(tmp_path: Path, model_file: Path) -> None:
+def test_cli_json_progress_and_outputs(tmp_path: Path, model_file: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     make_tif(tmp_path / "scene.tif", 100, 130, nodata=0, border=10)
-    r = run_cli("scene.tif", "--model", str(model_file), "--json-progress", "--no-vector", "--tile-size", "64",
+    r = run_cli("predict", "scene.tif", "--model", model_file, "--json-progress", "--no-vector", "--tile-size", "64",
                 "--energy", "energy.tif", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
-    assert lines[0]["stage"] == "predict" and lines[-1]["stage"] == "done"
+    assert [x["stage"] for x in lines[:2]] == ["plan", "message"] and lines[-1]["stage"] == "done"
+    assert lines[0]["tiles"] == 6 and lines[0]["working_size"] == [130, 100]
+    assert any(x["stage"] == "predict" for x in lines)
     done = lines[-1]
     assert done["outputs"]["classes"] == "scene_classes.tif" and done["outputs"]["energy"] == "energy.tif"
     assert done["outputs"]["vector"] is None and done["classes"] == CLASSES
@@ -264,7 +262,7 @@ def test_cli_json_progress_and_outputs(tmp_path: Path, model_file: Path) -> None
 
 
 @pytest.mark.parametrize("case", ["missing", "not_raster", "bands", "exists", "no_folder", "corrupt_model", "both_vector"])
-def test_cli_bad_input_one_line_exit_2_writes_nothing(tmp_path: Path, model_file: Path, case: str) -> None:
+def test_cli_bad_input_one_line_exit_2_writes_nothing(tmp_path: Path, model_file: Path, case: str, run_cli) -> None:  # type: ignore[no-untyped-def]
     make_tif(tmp_path / "scene.tif", 60, 60)
     model = str(model_file)
     args = ["scene.tif"]
@@ -287,7 +285,7 @@ def test_cli_bad_input_one_line_exit_2_writes_nothing(tmp_path: Path, model_file
     elif case == "both_vector":
         args += ["--vector", "v.gpkg", "--no-vector"]
     before = sorted(p.name for p in tmp_path.iterdir())
-    r = run_cli(*args, "--model", model, cwd=tmp_path)
+    r = run_cli("predict", *args, "--model", model, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jess-geo: error: "), r.stderr
@@ -296,10 +294,11 @@ def test_cli_bad_input_one_line_exit_2_writes_nothing(tmp_path: Path, model_file
         assert (tmp_path / "scene_classes.tif").read_bytes() == b"old"
 
 
-def test_cli_sigterm_leaves_no_partial_file(tmp_path: Path, model_file: Path) -> None:
+def test_cli_sigterm_leaves_no_partial_file(tmp_path: Path, model_file: Path, cli_command: list[str]) -> None:
+    """The one subprocess smoke test of predict: the real console script, stopped by SIGTERM."""
     make_tif(tmp_path / "big.tif", 1200, 1200)
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.Popen([str(CLI), "predict", "big.tif", "--model", str(model_file), "--json-progress",
+    proc = subprocess.Popen([*cli_command, "predict", "big.tif", "--model", str(model_file), "--json-progress",
                              "--tile-size", "64", "--overlap", "16", "--batch-size", "2", "--probabilities", "p.tif"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -334,12 +333,11 @@ def test_landsat_grid_blending_and_areas(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not LANDSAT.exists(), reason="../shared/data/landsat/l7_etm_olinda.tif is not present")
-def test_landsat_cli_with_a_real_network(tmp_path: Path) -> None:
+def test_landsat_cli_with_a_real_network(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     meta = _meta(bands=6, tile=256, overlap=64)
     save_model_file(tmp_path / "m6.pt", build_model(meta["architecture"]), meta)
-    r = subprocess.run([str(CLI), "predict", str(LANDSAT), "--model", "m6.pt", "-o", "olinda.tif", "--no-vector", "--quiet"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = run_cli("predict", LANDSAT, "--model", "m6.pt", "-o", "olinda.tif", "--no-vector", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with rasterio.open(LANDSAT) as ref, rasterio.open(tmp_path / "olinda.tif") as out:
         assert out.crs == ref.crs and out.transform == ref.transform and out.shape == ref.shape

@@ -40,8 +40,18 @@ class LazyGroup(click.Group):
         return importlib.import_module(SUBCOMMANDS[name]).command
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise Cancelled("Stopped by SIGTERM; outputs were not written (partial files removed).")
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGINT: only set the stop flag when the running command polls it (predict);
+    otherwise stop at once as before (SIGTERM raises Cancelled, SIGINT KeyboardInterrupt)."""
+    from jess_geo.progress import STOP
+
+    name = signal.Signals(signum).name
+    if STOP.armed:
+        STOP.request(name)
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Cancelled(f"Stopped by {name}; outputs were not written (partial files removed).")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,8 +98,9 @@ def run(args: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console entry point (installs the SIGTERM handler, then :func:`run`)."""
-    signal.signal(signal.SIGTERM, _sigterm)
+    """Console entry point (installs the SIGTERM / SIGINT handlers, then :func:`run`)."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     sys.exit(run())
 
 

@@ -151,8 +151,3 @@ def valid_tile_size(tile: int, multiple: int) -> tuple[int, str | None]:
         return tile, None
     return adjusted, f"Tile size {tile} is not a multiple of {multiple} (the network needs that); using {adjusted}."
 
-
-def finalize_logits(logit_sum: np.ndarray, weight_sum: np.ndarray) -> np.ndarray:
-    """Blended logits ``(C, H, W)``: ``logit_sum / weight_sum`` where covered, 0 elsewhere."""
-    w = np.where(weight_sum > 0, weight_sum, 1.0).astype(np.float32)
-    return logit_sum / w[None]

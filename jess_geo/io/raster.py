@@ -6,6 +6,8 @@ transform ``Affine(1, 0, 0, 0, -1, 0)`` (x = column, y = -row), the way QGIS sho
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
@@ -40,6 +43,12 @@ class RasterInfo:
     nodata: float | None
     alpha_band: int | None
     has_internal_mask: bool
+    source: str = ""  # what to pass to GDAL to open it again (keeps /vsicurl/https://... intact)
+
+    @property
+    def name(self) -> str:
+        """The file name for messages (the last part of a /vsi path)."""
+        return (self.source or str(self.path)).rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def georeferenced(self) -> bool:
@@ -90,10 +99,15 @@ def _png_is_complete(path: Path) -> bool:
                 return False
 
 
-@contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster for reading; a missing or unreadable file is a one-line InputError."""
-    path = Path(path)
+_GDAL_PATH = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Za-z][A-Za-z0-9+.-]+://|[A-Z][A-Z0-9_]+:)")
+
+
+def is_gdal_path(path: str | Path) -> bool:
+    """True for paths only GDAL resolves: ``/vsizip/...``, ``/vsicurl/...``, URLs, ``DRIVER:...`` strings."""
+    return bool(_GDAL_PATH.match(str(path)))
+
+
+def _check_local(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path} does not exist; check the path.")
     if path.is_dir():
@@ -104,12 +118,24 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
         raise InputError(f"{path} cannot be read ({exc.strerror}); check the file's permissions.") from None
     if not complete:
         raise InputError(f"{path} is a truncated PNG (it ends before its last chunk); copy or export the image again.")
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading; a missing or unreadable file is a one-line InputError.
+
+    Local files are checked first (exists, not a folder, PNG not truncated); GDAL paths
+    (``/vsizip/``, ``/vsicurl/``, ``/vsis3/``, URLs) go to GDAL as they are.
+    """
+    target: str | Path = str(path) if is_gdal_path(path) else Path(path)
+    if isinstance(target, Path):
+        _check_local(target)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
-            src = rasterio.open(path)
+            src = rasterio.open(target)
         except RasterioIOError:
-            raise InputError(f"{path} is not a readable raster; pass a GeoTIFF, PNG or JPEG image (is the file corrupt?).") from None
+            raise InputError(f"{target} is not a readable raster; pass a GeoTIFF, PNG or JPEG image or any path GDAL opens (is the file corrupt?).") from None
         try:
             yield src
         finally:
@@ -137,6 +163,7 @@ def info_from_dataset(src: rasterio.io.DatasetReader) -> RasterInfo:
         nodata=src.nodata,
         alpha_band=alpha,
         has_internal_mask=internal,
+        source=str(src.name),
     )
 
 
@@ -175,6 +202,66 @@ def read_bands(
         lambda: src.read(list(bands), window=window, out_shape=shape, resampling=resampling, boundless=boundless, fill_value=0),
     )
     return arr.astype(np.float32, copy=False)
+
+
+def read_rows(src: rasterio.io.DatasetReader, bands: Sequence[int], row0: int, row1: int) -> np.ndarray:
+    """Rows ``[row0, row1)`` of ``bands``, full width, in the file's own dtype ``(C, h, W)``."""
+    try:
+        return src.read(list(bands), window=Window(0, row0, src.width, row1 - row0))
+    except RasterioIOError:
+        raise InputError(f"{src.name} could not be read near row {row0} (corrupt or truncated image?); re-export or replace the file.") from None
+
+
+def finite_mask(data: np.ndarray) -> np.ndarray | None:
+    """``(H, W)`` True where every band of ``(C, H, W)`` float data is finite; None for integers."""
+    if data.dtype.kind not in "fc":
+        return None
+    return np.isfinite(data).all(axis=0)
+
+
+def all_valid(src: rasterio.io.DatasetReader) -> bool:
+    """True when no pixel can be nodata: integer data, no nodata value, no alpha band, no mask."""
+    flags_ok = all(MaskFlags.all_valid in f for f in src.mask_flag_enums)
+    return src.nodata is None and flags_ok and np.dtype(src.dtypes[0]).kind not in "fc"
+
+
+def sample_values(src: rasterio.io.DatasetReader, bands: Sequence[int], windows: int = 4, size: int = 64) -> np.ndarray:
+    """Valid values of ``bands`` from ``windows`` x ``windows`` small windows spread over the scene.
+
+    Returns ``(C, N)`` float64 (N may be 0): a cheap look at the value range, a few blocks read.
+    """
+    out = []
+    for fy in np.linspace(0.1, 0.9, windows):
+        for fx in np.linspace(0.1, 0.9, windows):
+            h, w = min(size, src.height), min(size, src.width)
+            win = Window(int(fx * (src.width - w)), int(fy * (src.height - h)), w, h)
+            data = _check_readable(Path(src.name), lambda win=win: src.read(list(bands), window=win))
+            ok = read_valid(src, window=win)
+            fin = finite_mask(data)
+            if fin is not None:
+                ok &= fin
+            out.append(data[:, ok].astype(np.float64))
+    return np.concatenate(out, axis=1) if out else np.zeros((len(bands), 0))
+
+
+_M_PER_DEGREE = 111_320.0
+
+
+def pixel_size_m(info: RasterInfo) -> float | None:
+    """Pixel width in metres (degrees converted at the scene's centre latitude); None for photos."""
+    if not info.crs_wkt:
+        return None
+    crs = CRS.from_wkt(info.crs_wkt)
+    x = float(info.res[0])
+    if crs.is_geographic:
+        minx, miny, maxx, maxy = info.bounds
+        lat = math.radians(max(-89.0, min(89.0, (miny + maxy) / 2.0)))
+        return x * _M_PER_DEGREE * max(math.cos(lat), 1e-3)
+    try:
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # a CRS without linear units: take metres
+        factor = 1.0
+    return x * factor
 
 
 def read_valid(

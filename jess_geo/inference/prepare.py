@@ -1,0 +1,105 @@
+"""Everything decided before a scene is read in earnest: options, guards, bands, tiles, outputs.
+
+:func:`prepare_scene` is cheap (metadata and a few small windows are read), so the command line
+prepares and checks every scene of a run before any work, and ``--dry-run`` prints the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from jess_geo.bands import resolve_bands
+from jess_geo.errors import InputError
+from jess_geo.inference import guards
+from jess_geo.inference.job import Job
+from jess_geo.inference.outputs import OutputPlan
+from jess_geo.inference.tileplan import plan_tiles
+from jess_geo.io.raster import open_raster, info_from_dataset, sample_values
+from jess_geo.preprocess import working_scale
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to predict (the same for every scene of a run)."""
+
+    tile_size: int | None = None  # working pixels; default from the model
+    overlap: int | None = None
+    batch_size: int = 4
+    bands: tuple[int, ...] | None = None  # scene bands for the model inputs (--bands)
+    allow_resolution_mismatch: bool = False
+    device: str = "auto"
+    runtime: str | None = None
+    cog: bool = False
+    overwrite: bool = False
+    min_area: float = 0.0
+    simplify: float = 0.0
+
+    def check(self) -> None:
+        """Range-check every number (one-line InputError)."""
+        guards.check_numbers(tile_size=self.tile_size, overlap=self.overlap, batch_size=self.batch_size,
+                             min_area=self.min_area, simplify=self.simplify)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One scene ready to run: the job for the pipeline, its outputs, notices to show."""
+
+    job: Job
+    outputs: OutputPlan | None
+    notices: tuple[str, ...] = field(default=())
+
+    def plan_json(self) -> dict[str, Any]:
+        """The plan line of contract 2 (``--dry-run --json`` and the start of ``--json-progress``)."""
+        t = self.job.tiles
+        outputs = self.outputs.to_json() if self.outputs is not None else None
+        scene = self.outputs.scene if self.outputs is not None else self.job.info.source
+        return {"stage": "plan", "scene": scene, "outputs": outputs,
+                "tiles": len(t.grid), "working_size": list(t.working_size), "tile_size": t.tile,
+                "overlap": t.overlap, "scale": t.scale}
+
+    def plan_text(self) -> str:
+        """The plan in one line for people."""
+        t = self.job.tiles
+        w, h = t.working_size
+        return (f"{self.job.info.name}: {len(t.grid)} tile(s) of {t.tile} px (overlap {t.overlap}), "
+                f"working size {w} x {h} px (scale {t.scale:.4g}).")
+
+
+def check_metadata(meta: dict[str, Any], name: str) -> int:
+    """The network's size multiple; a class list that does not fit the network is refused."""
+    from jess_geo.models.factory import size_multiple  # (imports smp: the network needs it anyway)
+
+    classes, k = meta["classes"], int(meta["architecture"]["num_classes"])
+    if k != len(classes):
+        raise InputError(f"Model {name} lists {len(classes)} classes but outputs {k}; retrain it.")
+    return size_multiple(meta["architecture"])
+
+
+def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan | None, opts: Options,
+                  model_name: str = "model") -> Prepared:
+    """Inspect ``scene``, run the guards, resolve bands and plan tiles (raises before any work)."""
+    multiple = check_metadata(meta, model_name)
+    notices: list[str] = []
+    with open_raster(scene) as src:
+        info = info_from_dataset(src)
+        guards.check_scene(info)
+        bands = resolve_bands(info.count, meta["bands"], user_bands=list(opts.bands) if opts.bands else None,
+                              alpha_band=info.alpha_band, name=info.name)
+        note = guards.check_resolution(info, meta["resolution"], allow=opts.allow_resolution_mismatch)
+        notices += [n for n in (bands.notice, note) if n]
+        far = guards.range_notice(info.name, sample_values(src, bands.data), meta["normalization"])
+        if far:
+            notices.append(far)
+    tile = int(opts.tile_size if opts.tile_size is not None else meta.get("tile_size", 512))
+    overlap = int(opts.overlap if opts.overlap is not None else meta.get("overlap", 64))
+    tiles = plan_tiles(info.height, info.width, working_scale(info, meta["resolution"]), multiple, tile, overlap)
+    job = Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles)
+    return Prepared(job, outputs, tuple(notices) + tiles.notices)
+
+
+def prepare_all(scenes: Sequence[tuple[str | Path, OutputPlan]], meta: dict[str, Any], opts: Options,
+                model_name: str) -> list[Prepared]:
+    """:func:`prepare_scene` for every scene (the first problem raises)."""
+    return [prepare_scene(s, meta, o, opts, model_name) for s, o in scenes]
