@@ -77,8 +77,10 @@ def label_index(labels: list[Any], grid: ClassGrid, source: str) -> np.ndarray:
 def map_index(src: Any, grid: ClassGrid, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(class index of the map at each point, ``grid.k`` on nodata; inside-raster mask)."""
     inv = ~grid.transform
-    cols, rows = inv * (xs, ys)
-    cols, rows = np.floor(np.asarray(cols)).astype(np.int64), np.floor(np.asarray(rows)).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        fc = np.nan_to_num(inv.a * xs + inv.b * ys + inv.c, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        fr = np.nan_to_num(inv.d * xs + inv.e * ys + inv.f, nan=-1.0, posinf=-1.0, neginf=-1.0)
+    cols, rows = np.floor(fc).astype(np.int64), np.floor(fr).astype(np.int64)
     inside = (cols >= 0) & (rows >= 0) & (cols < grid.width) & (rows < grid.height) & np.isfinite(xs) & np.isfinite(ys)
     out = np.full(len(xs), grid.k, dtype=np.int64)
     if inside.any():
