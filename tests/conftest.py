@@ -146,10 +146,11 @@ def cli_command() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def assert_cli_error() -> Callable[[subprocess.CompletedProcess], str]:
-    """Check a failed CLI run: non-zero exit, exactly one stderr line `jess-geo: error: ...`, no traceback."""
+def assert_cli_error() -> Callable[..., str]:
+    """Check a failed CLI run (``run_cli`` or ``jess_cli`` result): non-zero exit, exactly one stderr
+    line `jess-geo: error: ...`, no traceback; returns the message after the prefix."""
 
-    def check(proc: subprocess.CompletedProcess, code: int | None = 2) -> str:
+    def check(proc: CliResult | subprocess.CompletedProcess, code: int | None = 2) -> str:
         assert proc.returncode != 0, f"expected a failure, got exit 0\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         if code is not None:
             assert proc.returncode == code, proc.stderr
@@ -249,16 +250,16 @@ def trained_run(
     tmp_path_factory: pytest.TempPathFactory,
     sample_train: dict[str, Path],
     tiny_config: Callable[..., Path],
-    jess_cli: Callable[..., subprocess.CompletedProcess],
+    run_cli: Callable[..., CliResult],
 ) -> dict[str, Any]:
-    """One real, seconds-long `jess-geo train --epochs 1` on the sample data, shared by the tests."""
+    """One real, seconds-long `jess-geo train --epochs 1` on the sample data (in-process), shared by the tests."""
     base = tmp_path_factory.mktemp("trained")
     cfg = tiny_config(base / "config")
     out = base / "run"
-    proc = jess_cli(
+    proc = run_cli(
         "train", "--images", sample_train["images"], "--masks", sample_train["masks"],
         "--classes", sample_train["classes"], "--config", cfg, "--output-dir", out,
-        "--epochs", 1, "--quiet", "--json",
+        "--epochs", 1, "--quiet", "--json", cwd=base,
     )
     assert proc.returncode == 0, proc.stderr
     return {"out": out, "model": out / "model.pt", "config": cfg, "stdout": proc.stdout, "stderr": proc.stderr}
