@@ -77,14 +77,29 @@ class CoverCounter:
         }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell that starts with one of these as a formula (CSV injection)."""
+
+
+def csv_text(value: Any) -> Any:
+    """``value`` safe for a CSV cell: text that a spreadsheet would run as a formula gets a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_cover_csv(table: dict[str, Any], path: Path) -> None:
-    """One row per class: class_id, class_name, color, pixels, area_<unit>, percent."""
+    """One row per class: class_id, class_name, color, pixels, area_<unit>, percent.
+
+    Text cells starting with ``= + - @`` (or a tab / carriage return) are prefixed with ``'`` so
+    that a spreadsheet shows them instead of evaluating them (a class named ``=HYPERLINK(...)``).
+    """
     unit = table["area_unit"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["class_id", "class_name", "color", "pixels", f"area_{unit}", "percent"])
         for r in table["classes"]:
-            w.writerow([r["id"], r["name"], r["color"], r["pixels"], f"{r['area']:.3f}", f"{r['percent']:.4f}"])
+            w.writerow([r["id"], csv_text(r["name"]), csv_text(r["color"]), r["pixels"], f"{r['area']:.3f}", f"{r['percent']:.4f}"])
 
 
 def write_cover_json(table: dict[str, Any], path: Path) -> None:

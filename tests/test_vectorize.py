@@ -507,3 +507,43 @@ def test_overwriting_a_shapefile_removes_its_stale_parts(tmp_path: Path) -> None
     vectorize_raster(src, out, CLASSES, overwrite=True)
     assert not (tmp_path / "x.qix").exists()
     assert pyogrio.read_info(out)["features"] > 0
+
+
+def sample_crop(repo_root: Path, path: Path) -> Path:
+    """The top-left 128 x 160 pixels of the bundled sample scene (a few seconds of predict)."""
+    with rasterio.open(repo_root / "sample_data" / "scene.tif") as src:
+        profile = dict(src.profile, width=160, height=128)  # same origin: the transform is unchanged
+        data = src.read(window=((0, 128), (0, 160)))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.mark.trust
+def test_predict_overwrite_into_a_geopackage_keeps_the_users_layer_and_style(tmp_path: Path, repo_root: Path, run_cli) -> None:
+    scene = sample_crop(repo_root, tmp_path / "scene.tif")
+    field = tmp_path / "field.gpkg"
+    gpkg_with_plots(field)
+    before = plots_state(field)
+    first = run_cli("predict", scene, "-o", "x_classes.tif", "--vector", field, "--quiet", cwd=tmp_path)
+    assert first.exit_code == 0, first.stderr
+    assert data_layers(field) == ["classes", "plots"] and plots_state(field) == before
+    again = run_cli("predict", scene, "-o", "x_classes.tif", "--vector", field, "--quiet", cwd=tmp_path)
+    assert again.exit_code != 0 and "--overwrite" in again.stderr and plots_state(field) == before
+    proc = run_cli("predict", scene, "-o", "x_classes.tif", "--vector", field, "--overwrite", "--quiet", cwd=tmp_path)
+    assert proc.exit_code == 0, proc.stderr
+    assert data_layers(field) == ["classes", "plots"]
+    assert plots_state(field) == before  # the user's points and their style, untouched
+    assert pyogrio.read_info(field, layer="classes")["features"] > 0
+    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name or p.name.endswith(("-wal", "-journal"))]
+
+
+@pytest.mark.trust
+@pytest.mark.parametrize("name", ["field.kml", "field.shp.txt"])
+def test_predict_refuses_an_unknown_vector_extension_before_any_work(tmp_path: Path, repo_root: Path, run_cli,
+                                                                      assert_cli_error, name: str) -> None:
+    scene = sample_crop(repo_root, tmp_path / "scene.tif")
+    proc = run_cli("predict", scene, "-o", "x_classes.tif", "--vector", name, cwd=tmp_path)
+    message = assert_cli_error(proc)
+    assert ".gpkg" in message and ".shp" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -6,8 +6,11 @@ written in block-aligned windows: :class:`RowWriter` buffers finished rows until
 of blocks is complete, so GDAL never re-compresses a half-written block and memory stays flat.
 
 - class raster: uint8, nodata 255, an embedded colour table, class names in the band
-  description and in GDAL metadata (``CLASS_<id>=<name>`` and ``CLASS_NAMES`` as JSON);
-- probability raster: one uint8 band per class (softmax x 255), nodata 255, bands named;
+  description and in GDAL metadata (``CLASS_<id>=<name>`` and ``CLASS_NAMES`` as JSON); beside
+  it the category names and a raster attribute table (``.aux.xml``) and a QGIS style
+  (``.qml``) that lists only the model's classes (:mod:`jess_geo.io.raster_sidecars`);
+- probability raster: one uint8 band per class (softmax x 254), nodata 255, grey bands
+  (``PHOTOMETRIC=MINISBLACK``: no band is taken for alpha) named ``p(<class>)``;
 - energy raster: float32 free energy ``-logsumexp(logits)``, nodata NaN.
 
 ``cog=True`` copies the finished file into a Cloud-Optimized GeoTIFF with overviews.
@@ -29,6 +32,7 @@ from rasterio.windows import Window
 
 from jess_geo.classes import IGNORE, color_rgb
 from jess_geo.io.atomic import remove_quietly
+from jess_geo.io.raster_sidecars import copy_sidecars, sidecars, write_class_sidecars
 
 BLOCK = 256
 CLASS_NODATA = IGNORE
@@ -72,6 +76,10 @@ class RowWriter:
             "interleave": "band" if count > 1 else "pixel",
             "BIGTIFF": "IF_SAFER",
         }
+        if not colormap:
+            # grey bands: without it GDAL tags a 3- or 4-band byte raster RGB(A), and QGIS then
+            # hides the 4th band as transparency
+            profile["photometric"] = "MINISBLACK"
         if crs_wkt:
             profile["crs"] = CRS.from_wkt(crs_wkt)
         with warnings.catch_warnings():
@@ -132,9 +140,26 @@ class RowWriter:
             self._ds.close()
 
 
+class ClassRowWriter(RowWriter):
+    """A class raster writer that adds the category names, attribute table and QGIS style on close."""
+
+    classes: Sequence[dict[str, Any]] = ()
+
+    def close(self) -> None:
+        """Flush, close, then write the side-cars (:func:`write_class_sidecars`)."""
+        if self._ds.closed:
+            return
+        super().close()
+        write_class_sidecars(self.path, self.classes)
+
+
 def class_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, transform: Affine,
                  classes: Sequence[dict[str, Any]], source: str = "", model: str = "") -> RowWriter:
-    """Open a uint8 class raster (nodata 255) with a colour table and class names."""
+    """Open a uint8 class raster (nodata IGNORE) with a colour table and class names.
+
+    On close the category names and raster attribute table go in ``<file>.aux.xml`` and a
+    QGIS default style in ``<stem>.qml`` (see :func:`write_class_sidecars`).
+    """
     colormap = {int(c["id"]): (*color_rgb(c["color"]), 255) for c in classes}
     colormap[CLASS_NODATA] = (0, 0, 0, 0)
     tags = {f"CLASS_{int(c['id'])}": str(c["name"]) for c in classes}
@@ -146,8 +171,10 @@ def class_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, tr
     if model:
         tags["MODEL"] = model
     desc = "class: " + ", ".join(f"{c['id']}={c['name']}" for c in classes)
-    return RowWriter(path, width=width, height=height, count=1, dtype="uint8", crs_wkt=crs_wkt, transform=transform,
-                     nodata=CLASS_NODATA, descriptions=[desc], tags=tags, colormap=colormap)
+    writer = ClassRowWriter(path, width=width, height=height, count=1, dtype="uint8", crs_wkt=crs_wkt, transform=transform,
+                            nodata=CLASS_NODATA, descriptions=[desc], tags=tags, colormap=colormap)
+    writer.classes = [dict(c) for c in classes]
+    return writer
 
 
 def probability_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, transform: Affine,
@@ -169,7 +196,7 @@ def energy_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, t
 
 
 def to_cog(src: Path, dst: Path, *, resampling: str = "nearest") -> None:
-    """Copy GeoTIFF ``src`` to a Cloud-Optimized GeoTIFF ``dst`` with internal overviews."""
+    """Copy GeoTIFF ``src`` to a Cloud-Optimized GeoTIFF ``dst`` with internal overviews; side-cars follow."""
     from rasterio.shutil import copy as rio_copy
 
     try:
@@ -177,6 +204,9 @@ def to_cog(src: Path, dst: Path, *, resampling: str = "nearest") -> None:
             str(src), str(dst), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCK,
             OVERVIEW_RESAMPLING=resampling.upper(), RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER",
         )
+        copy_sidecars(src, dst)
     except BaseException:
         remove_quietly(dst)
+        for side in sidecars(dst):
+            side.unlink(missing_ok=True)
         raise
