@@ -15,6 +15,7 @@ ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 MENU = "&jess-geo"
 TOOLBAR_NAME = "JessGeoToolbar"
 ACTION_NAME = "JessGeoSegmentAction"
+TRAIN_ACTION_NAME = "JessGeoTrainAction"
 
 
 class JessGeoPlugin:
@@ -23,7 +24,9 @@ class JessGeoPlugin:
         self.provider: Optional[JessGeoProvider] = None
         self.toolbar = None
         self.action: Optional[QAction] = None
+        self.train_action: Optional[QAction] = None
         self.dialog = None
+        self.train_dialog = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
         if self.provider is None:
@@ -39,27 +42,36 @@ class JessGeoPlugin:
         self.action.triggered.connect(self.show_dialog)
         self.toolbar = self.iface.addToolBar("jess-geo")
         self.toolbar.setObjectName(TOOLBAR_NAME)
+        self.train_action = QAction(QIcon(ICON_PATH), "Train a jess-geo model", main_window)
+        self.train_action.setObjectName(TRAIN_ACTION_NAME)
+        self.train_action.setToolTip("Train a model from raster layers and a polygon layer of labels")
+        self.train_action.triggered.connect(self.show_train_dialog)
         self.toolbar.addAction(self.action)
-        self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.toolbar.addAction(self.train_action)
+        for action in (self.action, self.train_action):
+            self.iface.addPluginToRasterMenu(MENU, action)
 
     def unload(self) -> None:
-        if self.dialog is not None:
-            if self.dialog.task is not None:
-                self.dialog.task.cancel()
-            self.dialog.close()
-            self.dialog.deleteLater()
-            self.dialog = None
-        if self.action is not None:
-            self.iface.removePluginRasterMenu(MENU, self.action)
+        for dialog in (self.dialog, self.train_dialog):
+            if dialog is not None:
+                if dialog.task is not None:
+                    dialog.task.cancel()
+                dialog.close()
+                dialog.deleteLater()
+        self.dialog = self.train_dialog = None
+        for action in (self.action, self.train_action):
+            if action is not None:
+                self.iface.removePluginRasterMenu(MENU, action)
         if self.toolbar is not None:
             self.iface.mainWindow().removeToolBar(self.toolbar)
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
-        if self.action is not None:
-            self.action.setParent(None)
-            self.action.deleteLater()
-            self.action = None
+        for action in (self.action, self.train_action):
+            if action is not None:
+                action.setParent(None)
+                action.deleteLater()
+        self.action = self.train_action = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
@@ -72,3 +84,12 @@ class JessGeoPlugin:
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()
+
+    def show_train_dialog(self) -> None:
+        from .train_dialog import TrainDialog
+
+        if self.train_dialog is None:
+            self.train_dialog = TrainDialog(self.iface, self.iface.mainWindow())
+        self.train_dialog.show()
+        self.train_dialog.raise_()
+        self.train_dialog.activateWindow()

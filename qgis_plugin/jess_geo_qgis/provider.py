@@ -8,6 +8,8 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import RASTER_EXTENSIONS, VECTOR_EXTENSIONS, SegmentRasterAlgorithm
+from .measure_algorithms import MEASURE_ALGORITHMS
+from .train_algorithms import AdaptAlgorithm, TrainAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 
@@ -30,6 +32,10 @@ class JessGeoProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(SegmentRasterAlgorithm())
+        self.addAlgorithm(TrainAlgorithm())
+        self.addAlgorithm(AdaptAlgorithm())
+        for algorithm in MEASURE_ALGORITHMS:
+            self.addAlgorithm(algorithm())
 
     def supportsNonFileBasedOutput(self) -> bool:
         # jess-geo writes files: no memory or database layers as outputs.

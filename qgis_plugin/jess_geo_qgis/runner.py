@@ -48,6 +48,7 @@ class RunResult:
     canceled: bool
     events: List[ProgressEvent] = field(default_factory=list)
     stderr: List[str] = field(default_factory=list)
+    stdout: List[str] = field(default_factory=list)  # stdout lines that are not progress events
 
     def last(self, stage: str) -> Optional[ProgressEvent]:
         """The last event of ``stage`` (None when there was none)."""
@@ -131,9 +132,8 @@ def _follow(process, lines, result: RunResult, on_event, is_canceled, on_log, po
             continue
         text = line.rstrip("\n")
         event = parse_progress_line(line) if stream == "out" else None
-        if stream == "err":
-            result.stderr.append(text)
         if event is None:
+            (result.stderr if stream == "err" else result.stdout).append(text)
             if text.strip():
                 on_log(text)
             continue

@@ -51,3 +51,45 @@ def model_pixel_size(info: dict) -> float:
 
 def model_band_count(info: dict) -> int:
     return max([3] + [int(b) for b in info.get("bands", [])])
+
+
+SAMPLE_TRAIN = REPO / "sample_data" / "train"
+
+# A recipe small enough that one CPU epoch takes seconds (4 steps of 4 crops of 64 px, slim decoder).
+TINY_RECIPE = """\
+samples_per_epoch: 16
+batch_size: 4
+crop_size: 64
+val_crop: 128
+photo_scale: 1.0
+decoder_channels: [16, 16, 16, 16, 16]
+encoder_weights: none
+warmup_epochs: 0
+seed: 0
+"""
+
+
+def write_tiny_recipe(path: Path) -> Path:
+    path.write_text(TINY_RECIPE, encoding="utf-8")
+    return path
+
+
+def polygon_labels(masks: list, path: Path, field: str = "class_id") -> Path:
+    """Polygonize class masks (uint8 GeoTIFFs, 255 = unlabelled) into one GeoPackage layer."""
+    from osgeo import gdal, ogr, osr
+
+    driver = ogr.GetDriverByName("GPKG")
+    source = driver.CreateDataSource(str(path))
+    layer = None
+    for mask in masks:
+        raster = gdal.Open(str(mask))
+        if layer is None:
+            srs = osr.SpatialReference(wkt=raster.GetProjection())
+            layer = source.CreateLayer("labels", srs, ogr.wkbPolygon)
+            layer.CreateField(ogr.FieldDefn(field, ogr.OFTInteger))
+        band = raster.GetRasterBand(1)
+        gdal.Polygonize(band, band.GetMaskBand(), layer, 0)
+        raster = None
+    layer = None
+    source = None
+    return path
