@@ -46,7 +46,7 @@ def command(model: Path, out: Path, tile_size: int | None, opset: int, dynamic: 
     from jess_geo.export.onnx_export import as_json as result_json
     from jess_geo.export.onnx_export import describe, export_model
 
-    say = None if (quiet or as_json) else (lambda m: click.echo(m, err=True))
+    say = None if (quiet or as_json) else click.echo
     result = export_model(model, out, tile_size=tile_size, opset=opset, dynamic=dynamic, int8=int8,
                           calibration=calibration, min_agreement=min_agreement, overwrite=overwrite, notice=say)
     if as_json:

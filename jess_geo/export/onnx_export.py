@@ -88,7 +88,31 @@ def graph_bytes(net: torch.nn.Module, bands: int, tile: int, opset: int = DEFAUL
             dynamic_axes={"input": dict(axes), "probabilities": dict(axes)},  # one dict each: the exporter edits them
             do_constant_folding=True, dynamo=False,
         )
-    return buf.getvalue()
+    return _named_output_shape(buf.getvalue(), None if dynamic else tile)
+
+
+def _named_output_shape(model: bytes, tile: int | None) -> bytes:
+    """State the output's shape as the input's: ``(batch, classes, tile, tile)`` or ``(batch, classes, height, width)``.
+
+    The TorchScript exporter's shape inference leaves odd symbolic names there after the softmax.
+    """
+    onnx = require("onnx")
+    proto = onnx.load_from_string(model)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    for d, value in zip(dims, ("batch", None, tile or "height", tile or "width")):
+        if isinstance(value, int):
+            d.dim_value = value
+        elif isinstance(value, str):
+            d.dim_param = value
+    return proto.SerializeToString()
+
+
+def model_file_graph(model_path: str | Path, opset: int = DEFAULT_OPSET) -> bytes:
+    """A ``.pt`` model file's graph (dynamic height and width), in memory, for ``predict --runtime onnxruntime``."""
+    require("onnx")
+    loaded = _load(Path(model_path))
+    multiple = size_multiple(loaded.metadata["architecture"])
+    return graph_bytes(loaded.model, int(loaded.metadata["architecture"]["in_channels"]), 4 * multiple, opset, dynamic=True)
 
 
 def check_batch(bands: int, tile: int, batch: int = 2, seed: int = 0) -> np.ndarray:

@@ -99,10 +99,11 @@ def quantize_graph(model: bytes, tiles: np.ndarray) -> bytes:
     proto = onnx.load_from_string(model)
     softmax = [n.name for n in proto.graph.node if n.op_type == "Softmax"]
     with tempfile.TemporaryDirectory(prefix="jess-geo-int8-") as tmp:
-        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "fp32-pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model)
+        quant.quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quant.quantize_static(
-            str(src), str(out), _reader(tiles), quant_format=quant.QuantFormat.QDQ,
+            str(pre), str(out), _reader(tiles), quant_format=quant.QuantFormat.QDQ,
             activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8, per_channel=True,
             nodes_to_exclude=softmax, calibrate_method=quant.CalibrationMethod.MinMax,
         )

@@ -182,10 +182,18 @@ class OpenVinoRuntime:
 
 def open_onnx_runtime(model: str | Path | bytes | Graph, runtime: str = "onnxruntime", device: str = "auto",
                       threads: int | None = None) -> OnnxRuntime | OpenVinoRuntime:
-    """A runtime for an ONNX model: a ``.onnx`` path, its bytes or a :class:`Graph`."""
+    """A runtime for an ONNX model: a ``.onnx`` path, its bytes or a :class:`Graph`.
+
+    A ``.pt`` model file is exported in memory first (any height and width; takes seconds and
+    imports torch: export it once with `jess-geo export` to skip that).
+    """
     if runtime not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r} for an ONNX model; choose one of {', '.join(RUNTIMES)}.")
     require(runtime)  # a missing runtime is reported before the graph is parsed
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() != ".onnx":
+        from jess_geo.export.onnx_export import model_file_graph
+
+        model = model_file_graph(model)
     graph = model if isinstance(model, Graph) else logits_graph(model)
     cls = OnnxRuntime if runtime == "onnxruntime" else OpenVinoRuntime
     return cls(graph, device=device, threads=threads)

@@ -1,0 +1,238 @@
+"""ONNX export and the ONNX Runtime / OpenVINO runtimes: what a user sees, on the shipped model and sample scene."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "jess_geo" / "assets" / "demo_model.pt"
+SCENE = ROOT / "sample_data" / "scene.tif"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> Path:
+    """The demo model exported once with the real command line (fp32, fixed 256 x 256 tiles)."""
+    out = tmp_path_factory.mktemp("onnx") / "demo.onnx"
+    result = run_cli("export", DEMO, out)
+    assert result.exit_code == 0, result.stderr
+    assert "match PyTorch to" in result.stdout
+    assert f"wrote {out}" in result.stdout
+    return out
+
+
+def _props(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def _scene_tiles(meta: dict[str, Any]) -> np.ndarray:
+    """Two 256 x 256 tiles of the sample scene at the model's working resolution, normalised."""
+    import rasterio
+    import torch
+    import torch.nn.functional as F
+
+    with rasterio.open(SCENE) as src:
+        raw = src.read([1, 2, 3]).astype(np.float32)
+        scale = src.res[0] / meta["resolution"]["gsd"]
+    size = (round(raw.shape[1] * scale), round(raw.shape[2] * scale))
+    x = F.interpolate(torch.from_numpy(raw)[None], size=size, mode="bilinear", antialias=True)[0].numpy()
+    mean = np.asarray(meta["normalization"]["mean"], np.float32)[:, None, None]
+    std = np.asarray(meta["normalization"]["std"], np.float32)[:, None, None]
+    x = (x - mean) / std
+    return np.ascontiguousarray(np.stack([x[:, :256, :256], x[:, -256:, -256:]]))
+
+
+def test_info_prints_the_exported_metadata(exported: Path, run_cli: Any) -> None:
+    pt = json.loads(run_cli("info", DEMO, "--json").stdout)
+    ox = json.loads(run_cli("info", exported, "--json").stdout)
+    assert set(pt) <= set(ox) and set(ox) - set(pt) == {"onnx"}
+    assert {k: ox[k] for k in pt} == pt
+    assert ox["onnx"]["input"]["height"] == 256 and ox["onnx"]["precision"] == "fp32"
+    assert ox["onnx"]["check_max_abs_logit_diff"] < 1e-4
+    text = run_cli("info", exported)
+    assert text.exit_code == 0 and "cyanobacteria crust" in text.stdout and "256 / 32" in text.stdout
+
+
+def test_deepness_reads_what_it_needs(exported: Path) -> None:
+    """The keys and shapes QGIS Deepness reads, and its preprocessing gives our normalised input."""
+    import onnxruntime as ort
+
+    props = _props(exported)
+    meta = json.loads(props["jess_geo"])
+    assert json.loads(props["model_type"]) == "Segmentor"
+    names = json.loads(props["class_names"])
+    assert [int(k) for k in names] == list(range(4)) and names["1"] == "cyanobacteria crust"
+    assert json.loads(props["resolution"]) == pytest.approx(2.0)  # 0.02 m = 2 cm/px
+    assert json.loads(props["tile_size"]) == json.loads(props["tiles_size"]) == 256
+    assert json.loads(props["tiles_overlap"]) == 12  # 32 px of 256, in percent
+    assert json.loads(props["seg_thresh"]) == 0.0
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.shape[1:] == [3, 256, 256] and isinstance(inp.shape[0], str)  # fixed square tiles, any batch
+    assert out.shape[1:] == [4, 256, 256]
+    raw = np.random.default_rng(1).integers(0, 256, (1, 3, 8, 8)).astype(np.float32)
+    m = np.asarray(json.loads(props["standardization_mean"]), np.float32)[:, None, None]
+    s = np.asarray(json.loads(props["standardization_std"]), np.float32)[:, None, None]
+    deepness = (raw / 255.0 - m) / s
+    ours = (raw - np.asarray(meta["normalization"]["mean"])[:, None, None]) / np.asarray(meta["normalization"]["std"])[:, None, None]
+    np.testing.assert_allclose(deepness, ours, atol=1e-4)
+    probs = session.run(None, {inp.name: np.zeros((2, 3, 256, 256), np.float32)})[0]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # Deepness wants probabilities
+
+
+def test_onnx_logits_match_pytorch_on_the_sample_scene(exported: Path) -> None:
+    from jess_geo.export.onnx_export import torch_logits
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+    from jess_geo.models.modelfile import load_model_file
+
+    loaded = load_model_file(DEMO)
+    x = _scene_tiles(loaded.metadata)
+    ref = torch_logits(loaded.model, x)
+    ort_runtime = open_onnx_runtime(exported, "onnxruntime", "cpu")
+    assert (ort_runtime.name, ort_runtime.device) == ("onnxruntime", "cpu")
+    got = ort_runtime.logits(x)
+    assert got.shape == ref.shape == (2, 4, 256, 256) and got.dtype == np.float32
+    assert np.max(np.abs(got - ref)) < 1e-4
+    if importlib.util.find_spec("openvino") is not None:
+        ov = open_onnx_runtime(exported, "openvino", "cpu")
+        assert np.max(np.abs(ov.logits(x) - ref)) < 1e-4
+
+
+def test_fixed_size_graph_takes_smaller_tiles_and_refuses_larger(exported: Path) -> None:
+    from jess_geo.errors import InputError
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+
+    runtime = open_onnx_runtime(exported, "onnxruntime", "cpu")
+    small = np.zeros((3, 3, 128, 192), np.float32)
+    assert runtime.logits(small).shape == (3, 4, 128, 192)
+    with pytest.raises(InputError, match="exported for 256 x 256 tiles"):
+        runtime.logits(np.zeros((1, 3, 512, 512), np.float32))
+
+
+def test_dynamic_export_runs_any_multiple_of_32(tmp_path: Path, run_cli: Any) -> None:
+    from jess_geo.export.onnx_export import torch_logits
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+    from jess_geo.models.modelfile import load_model_file
+
+    out = tmp_path / "dynamic.onnx"
+    assert run_cli("export", DEMO, out, "--dynamic").exit_code == 0
+    meta = json.loads(_props(out)["jess_geo"])
+    assert meta["onnx"]["input"]["height"] is None
+    x = np.random.default_rng(2).standard_normal((1, 3, 192, 320), dtype=np.float32)
+    got = open_onnx_runtime(out, "onnxruntime", "cpu").logits(x)
+    assert np.max(np.abs(got - torch_logits(load_model_file(DEMO).model, x))) < 1e-4
+
+
+def test_int8_export_reports_agreement(tmp_path: Path, run_cli: Any) -> None:
+    out = tmp_path / "demo_int8.onnx"
+    result = run_cli("export", DEMO, out, "--int8", "--calibration", ROOT / "sample_data" / "train" / "images")
+    assert result.exit_code == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if "int8 class agreement" in ln)
+    assert float(line.split(":")[-1].strip(" %")) >= 98.0
+    meta = json.loads(_props(out)["jess_geo"])
+    assert meta["onnx"]["precision"] == "int8" and meta["onnx"]["int8_agreement"] >= 0.98
+
+
+def test_predict_with_the_onnx_model_gives_the_same_cover_table(exported: Path, tmp_path: Path, run_cli: Any) -> None:
+    """`predict --model m.onnx` needs nothing else and writes what the .pt model writes."""
+    tables = {}
+    for name, model in (("pt", DEMO), ("onnx", exported)):
+        out = tmp_path / f"{name}_classes.tif"
+        result = run_cli("predict", SCENE, "--model", model, "-o", out, "--no-vector", "--quiet")
+        assert result.exit_code == 0, result.stderr
+        tables[name] = json.loads((tmp_path / f"{name}_cover.json").read_text())
+    for key in ("valid_pixels", "nodata_pixels"):
+        assert tables["onnx"][key] == tables["pt"][key]
+    # the table a user reads: the same percentages to the printed two decimals
+    assert [round(r["percent"], 2) for r in tables["onnx"]["classes"]] == [round(r["percent"], 2) for r in tables["pt"]["classes"]]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_int8_failing_the_agreement_check_writes_nothing(tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    out = tmp_path / "strict.onnx"
+    result = run_cli("export", DEMO, out, "--int8", "--calibration", ROOT / "sample_data" / "train" / "images", "--min-agreement", "1.0")
+    message = assert_cli_error(result)
+    assert "agrees with fp32 on" in message and "nothing written" in message
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_onnx_without_our_metadata(exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    import onnx
+
+    proto = onnx.load(str(exported))
+    del proto.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(proto, str(foreign))
+    message = assert_cli_error(run_cli("info", foreign))
+    assert "without jess-geo metadata" in message and "jess-geo export" in message
+    out = tmp_path / "scene_classes.tif"
+    message = assert_cli_error(run_cli("predict", SCENE, "--model", foreign, "-o", out, "--no-vector"))
+    assert "without jess-geo metadata" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.onnx"]
+
+
+def test_corrupt_onnx(exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    broken = tmp_path / "broken.onnx"
+    data = exported.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])
+    assert "corrupt or truncated" in assert_cli_error(run_cli("info", broken))
+    message = assert_cli_error(run_cli("predict", SCENE, "--model", broken, "-o", tmp_path / "x_classes.tif", "--no-vector"))
+    assert "corrupt or truncated" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]
+
+
+@pytest.mark.parametrize("package", ["openvino", "onnxruntime"])
+def test_runtime_not_installed(package: str, exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, package, None)  # what `import openvino` does where it is not installed
+    extra = "openvino" if package == "openvino" else "onnx"
+    result = run_cli("predict", SCENE, "--model", exported, "--runtime", package, "-o", tmp_path / "s_classes.tif", "--no-vector")
+    message = assert_cli_error(result)
+    assert f"{package} is not installed" in message and f"jess-geo[{extra}]" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_without_onnx_installed(tmp_path: Path, run_cli: Any, assert_cli_error: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    message = assert_cli_error(run_cli("export", DEMO, tmp_path / "m.onnx"))
+    assert "onnx is not installed" in message and "jess-geo[onnx]" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--tile-size", "250"], "not a positive multiple of 32"),
+        (["--opset", "9"], "--opset 9 is not supported"),
+        (["--int8"], "--int8 needs --calibration"),
+    ],
+)
+def test_export_refuses_bad_options(args: list[str], expected: str, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    assert expected in assert_cli_error(run_cli("export", DEMO, tmp_path / "m.onnx", *args))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_an_onnx_source_and_a_wrong_suffix(exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    assert "already an ONNX model" in assert_cli_error(run_cli("export", exported, tmp_path / "again.onnx"))
+    assert "does not end in .onnx" in assert_cli_error(run_cli("export", DEMO, tmp_path / "m.pt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_keys_agree_with_the_model_file() -> None:
+    from jess_geo.export.onnx_meta import REQUIRED_KEYS
+    from jess_geo.models import modelfile
+
+    assert set(REQUIRED_KEYS) == set(modelfile.REQUIRED_KEYS)
