@@ -5,8 +5,8 @@ carries the input's size, CRS and transform (photos: no CRS, the pixel transform
 written in block-aligned windows: :class:`RowWriter` buffers finished rows until a whole row
 of blocks is complete, so GDAL never re-compresses a half-written block and memory stays flat.
 
-- class raster: uint8, nodata 255, an embedded colour table, class names in the band
-  description and in GDAL metadata (``CLASS_<id>=<name>`` and ``CLASS_NAMES`` as JSON); beside
+- class raster: uint8, nodata 255, an embedded colour table, band description ``class``, class
+  names in GDAL metadata (``CLASS_<id>=<name>`` and ``CLASS_NAMES`` as JSON); beside
   it the category names and a raster attribute table (``.aux.xml``) and a QGIS style
   (``.qml``) that lists only the model's classes (:mod:`jess_geo.io.raster_sidecars`);
 - probability raster: one uint8 band per class (softmax x 254), nodata 255, grey bands
@@ -170,7 +170,7 @@ def class_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, tr
         tags["SOURCE"] = source
     if model:
         tags["MODEL"] = model
-    desc = "class: " + ", ".join(f"{c['id']}={c['name']}" for c in classes)
+    desc = "class"  # QGIS prints it above the legend; the names are the categories, the RAT and the tags
     writer = ClassRowWriter(path, width=width, height=height, count=1, dtype="uint8", crs_wkt=crs_wkt, transform=transform,
                             nodata=CLASS_NODATA, descriptions=[desc], tags=tags, colormap=colormap)
     writer.classes = [dict(c) for c in classes]
