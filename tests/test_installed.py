@@ -53,6 +53,19 @@ def site_packages(exe: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package
 
 
+def _package_files(package: Path) -> set[str]:
+    return {
+        str(p.relative_to(package)) for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+
+
+def test_install_holds_every_file_of_the_package(site_packages: Path) -> None:
+    """Modules and data (the demo model, py.typed) all reach the wheel, not only the editable tree."""
+    missing = _package_files(ROOT / "jess_geo") - _package_files(site_packages)
+    assert missing == set(), f"in the source tree but not in the installed package: {sorted(missing)}"
+
+
 def test_version_is_the_source_version(exe: Path, tmp_path: Path) -> None:
     proc = _run(exe, "--version", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
