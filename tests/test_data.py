@@ -424,7 +424,7 @@ def test_scale_jitter_keeps_size_aligns_mask_and_ignores_uncovered_border() -> N
     assert (out_i[:, 0][out_m == 3] == 30).all()
     zi, zm = scale_jitter(image, mask, 2.0)
     assert (zm == 3).all() and torch.allclose(zi[:, 0, 2:-2, 2:-2], torch.full((1, 60, 60), 30.0))
-    cfg = AugmentConfig(flips=False, rotations=False, color_noise=0.0, scale=0.5)
+    cfg = AugmentConfig(flips=False, rotations=False, color_noise=0.0, scale_jitter=0.5)
     g = torch.Generator().manual_seed(0)
     ai, am = augment_batch(image, mask, cfg, g, pad_label=0)
     assert ai.shape == image.shape and set(am.unique().tolist()) <= {0, 3}

@@ -181,8 +181,8 @@ def test_adapt_records_the_adaptation(
     assert a["method"] == "jess" and a["lambda"] == 0.05 and a["epochs"] == 1
     assert [Path(p).name for p in a["target_images"]] == ["photo.png"]
     assert a["base_model"]["name"] == "model.pt" and len(a["base_model"]["sha256"]) == 64
-    assert meta["training"]["lr"] == pytest.approx(2e-4)  # fine-tuning default
-    assert meta["training"]["crop_size"] == 64  # the base model's recipe is kept
+    assert meta["training"]["optim"]["lr"] == pytest.approx(2e-4)  # fine-tuning default
+    assert meta["training"]["data"]["crop_size"] == 64  # the base model's recipe is kept
     assert meta["classes"] == json.loads(subprocess.run(
         [str(CLI), "info", str(base_model), "--json"], capture_output=True, text=True, timeout=120).stdout)["classes"]
     text = subprocess.run([str(CLI), "info", str(out / "model.pt")], capture_output=True, text=True, timeout=120).stdout

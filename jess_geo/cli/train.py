@@ -11,16 +11,17 @@ from jess_geo.training.config import load_config
 
 
 def training_options(f: Any) -> Any:
-    """Options shared by `train` and `adapt` (flags override the YAML config)."""
+    """Options shared by `train` and `adapt` (flags override the YAML config; ranges are checked with it)."""
     opts = [
         click.option("--images", type=click.Path(), help="Folder of training images (GeoTIFF, PNG, JPEG)."),
         click.option("--masks", type=click.Path(), help="Folder of labels paired with the images by file stem (class rasters or polygons)."),
         click.option("--output-dir", "output_dir", type=click.Path(), help="Where model.pt, metrics.json and curves go."),
+        click.option("--overwrite", is_flag=True, help="Replace a model.pt of another run in --output-dir (this run's own checkpoint resumes without it)."),
         click.option("--config", "config", type=click.Path(), help="YAML config (see configs/); flags override it."),
-        click.option("--epochs", type=int, help="Number of epochs."),
-        click.option("--max-minutes", "max_minutes", type=float, help="Stop after this many minutes of training."),
-        click.option("--lr", type=float, help="Peak learning rate."),
-        click.option("--batch-size", "batch_size", type=int, help="Crops per step."),
+        click.option("--epochs", type=int, help="Number of epochs (at least 1)."),
+        click.option("--max-minutes", "max_minutes", type=float, help="Stop after this many minutes of training (> 0)."),
+        click.option("--lr", type=float, help="Peak learning rate (> 0)."),
+        click.option("--batch-size", "batch_size", type=int, help="Crops per step (at least 1)."),
         click.option("--crop-size", "crop_size", type=int, help="Training crop size in working-resolution pixels (multiple of 32)."),
         click.option("--seed", type=int, help="Random seed (splits, crops, augmentation, weights)."),
         click.option("--target-images", "target_images", type=click.Path(), help="Unlabelled images from the target camera (JESS)."),
@@ -29,7 +30,9 @@ def training_options(f: Any) -> Any:
         click.option("--jess-batchnorm", "jess_batchnorm", type=click.Choice(["split", "mixed", "source"]),
                      help="BatchNorm statistics in JESS's shared pass (default split: each domain its own; the model keeps the target's)."),
         click.option("--accelerator", help="Lightning accelerator: auto, cpu, gpu, mps."),
-        click.option("--devices", help="Lightning devices (e.g. 1, auto)."),
+        click.option("--devices", help="Devices per node: auto, a count (2) or ids (0,1)."),
+        click.option("--num-nodes", "num_nodes", type=int, help="Machines taking part (DDP; default 1)."),
+        click.option("--strategy", help="Lightning strategy: auto or ddp (one process per device; files are written by rank zero)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
     for o in reversed(opts):
@@ -50,6 +53,17 @@ def print_summary(result: dict[str, Any]) -> None:
             click.echo(f"  IoU {name:<24}{100 * m['iou']:.1f} %")
 
 
+def report(result: dict[str, Any], as_json: bool) -> bool:
+    """Print the result (JSON or summary) on global rank zero; returns whether it printed."""
+    if result.get("global_rank", 0) != 0:
+        return False
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k not in ("config", "global_rank")}))
+    else:
+        print_summary(result)
+    return True
+
+
 @click.command("train")
 @training_options
 @click.option("--classes", type=click.Path(), help="Class table (JSON or YAML: id -> name, color).")
@@ -59,13 +73,9 @@ def print_summary(result: dict[str, Any]) -> None:
 @click.option("--photo-scale", "photo_scale", type=float, help="Working scale for photos (0.5 = half size).")
 @click.option("--gsd", type=float, help="Working ground sampling distance for georeferenced images (CRS units).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
-def command(config: str | None, quiet: bool, as_json: bool, **flags: Any) -> None:
+def command(config: str | None, quiet: bool, as_json: bool, overwrite: bool, **flags: Any) -> None:
     """Train a U-Net on labelled images; writes DIR/model.pt (best by validation mIoU), metrics, curves."""
     from jess_geo.training.train import run_training
 
     cfg = load_config(config, flags)
-    result = run_training(cfg, progress_bar=not quiet)
-    if as_json:
-        click.echo(json.dumps({k: v for k, v in result.items() if k != "config"}))
-    else:
-        print_summary(result)
+    report(run_training(cfg, progress_bar=not quiet, overwrite=overwrite), as_json)

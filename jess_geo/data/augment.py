@@ -16,7 +16,7 @@ class AugmentConfig:
     color_noise: float = 0.05
     brightness: float = 0.0
     contrast: float = 0.0
-    scale: float = 0.0
+    scale_jitter: float = 0.0
 
 
 def scale_jitter(
@@ -74,8 +74,8 @@ def augment_batch(
         out_i.append(img)
         out_m.append(msk)
     image, mask = torch.stack(out_i), torch.stack(out_m)
-    if cfg.scale > 0:
-        lo, hi = 1.0 / (1.0 + cfg.scale), 1.0 + cfg.scale
+    if cfg.scale_jitter > 0:
+        lo, hi = 1.0 / (1.0 + cfg.scale_jitter), 1.0 + cfg.scale_jitter
         factor = lo + (hi - lo) * float(torch.rand(1, generator=g).item())
         image, mask = scale_jitter(image, mask, factor, pad_label)
     if cfg.brightness > 0:

@@ -44,8 +44,22 @@ class SceneDataset(GeoDataset):
         ]
         index = pd.IntervalIndex([_slot(i) for i in range(len(self.scenes))], name="datetime")
         self.index = gpd.GeoDataFrame(index=index, geometry=geoms, crs=None)
-        self._res = (1.0, 1.0)
         self.paths = [str(s.info.path) for s in self.scenes]
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """One unit per working pixel, in x and y."""
+        return (1.0, 1.0)
+
+    def _slices(self, query: Any) -> tuple[slice, slice, slice]:
+        """The (x, y, t) slices of a query; missing parts default to the dataset's ``bounds``."""
+        parts = (query,) if isinstance(query, slice) else tuple(query)
+        if len(parts) > 3 or not all(isinstance(p, slice) for p in parts):
+            raise TypeError(f"SceneDataset is indexed by (x, y, t) slices, not {query!r}")
+        full = list(self.bounds)
+        for i, p in enumerate(parts):
+            full[i] = slice(full[i].start if p.start is None else p.start, full[i].stop if p.stop is None else p.stop)
+        return full[0], full[1], full[2]
 
     def _scene_for(self, t: slice) -> int:
         day = (pd.Timestamp(t.start) - pd.Timestamp(_EPOCH)).days
@@ -54,7 +68,7 @@ class SceneDataset(GeoDataset):
         return day
 
     def __getitem__(self, query: Any) -> dict[str, Any]:
-        x, y, t = self._disambiguate_slice(query)
+        x, y, t = self._slices(query)
         i = self._scene_for(t)
         img = self.norm_images[i]
         target = self.scenes[i].target
@@ -74,7 +88,8 @@ class SceneDataset(GeoDataset):
                 "valid": torch.from_numpy(out_valid), "scene": i}
 
 
-def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into a batch (the scene index as a tensor)."""
     return {
         "image": torch.stack([s["image"] for s in samples]),
         "mask": torch.stack([s["mask"] for s in samples]),
@@ -83,14 +98,21 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def random_sampler(ds: SceneDataset, crop: int, samples: int, seed: int) -> RandomGeoSampler:
+    """``samples`` random ``crop`` px windows (torchgeo RandomGeoSampler), seeded."""
+    return RandomGeoSampler(ds, size=crop, length=samples, generator=torch.Generator().manual_seed(seed))
+
+
+def grid_sampler(ds: SceneDataset, crop: int, stride: int) -> GridGeoSampler:
+    """Grid windows (torchgeo GridGeoSampler) covering every scene; edge windows are padded and ignored."""
+    return GridGeoSampler(ds, size=crop, stride=stride)
+
+
 def train_loader(ds: SceneDataset, crop: int, batch_size: int, samples: int, seed: int) -> DataLoader:
-    """Random crops (torchgeo RandomGeoSampler), ``samples`` of them per epoch, seeded."""
-    gen = torch.Generator().manual_seed(seed)
-    sampler = RandomGeoSampler(ds, size=crop, length=samples, generator=gen)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=_collate, num_workers=0)
+    """Random crops, ``samples`` of them per epoch, seeded."""
+    return DataLoader(ds, batch_size=batch_size, sampler=random_sampler(ds, crop, samples, seed), collate_fn=collate)
 
 
 def grid_loader(ds: SceneDataset, crop: int, stride: int, batch_size: int) -> DataLoader:
-    """Grid windows (torchgeo GridGeoSampler) covering every scene; edge windows are padded and ignored."""
-    sampler = GridGeoSampler(ds, size=crop, stride=stride)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=_collate, num_workers=0)
+    """Grid windows covering every scene, in a fixed order."""
+    return DataLoader(ds, batch_size=batch_size, sampler=grid_sampler(ds, crop, stride), collate_fn=collate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import lightning as L
 import torch
@@ -18,6 +18,9 @@ from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
+from jess_geo.training.trainer import reduce_sum
+
+TargetLoader = Union[DataLoader, Callable[[], DataLoader]]
 
 
 class SegmentationTask(L.LightningModule):
@@ -52,7 +55,7 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: int = 0,
         total_steps: int = 1,
         augment: AugmentConfig = AugmentConfig(),
-        target_loader: DataLoader | None = None,
+        target_loader: TargetLoader | None = None,
         energy_weight: float = 0.0,
         energy_reg: float = 1e-3,
         seed: int = 0,
@@ -92,6 +95,8 @@ class SegmentationTask(L.LightningModule):
 
     def _next_target(self) -> dict[str, Any]:
         assert self.target_loader is not None
+        if callable(self.target_loader) and not isinstance(self.target_loader, DataLoader):
+            self.target_loader = self.target_loader()  # built once the trainer knows its rank
         if self._target_iter is None:
             self._target_iter = iter(self.target_loader)
         try:
@@ -123,14 +128,14 @@ class SegmentationTask(L.LightningModule):
             ce = logits.sum() * 0.0
         loss = ce
         n = x.shape[0]
-        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if shared:
             e_loss, et, es = jess_energy_loss(free_energy(logits_t), free_energy(logits), vt, valid, reg=self.energy_reg)
             if self.energy_weight > 0:
                 loss = ce + self.energy_weight * e_loss
-            self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=n)
-            self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=n)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+            self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self._accumulate(train_loss=loss, train_ce=ce, **({"train_energy_target": et, "train_energy_source": es} if shared else {}))
         return loss
 
@@ -145,8 +150,10 @@ class SegmentationTask(L.LightningModule):
         self._train_sums, self._train_steps = {}, 0
 
     def on_validation_epoch_start(self) -> None:
-        self._val_cm = {}
-        self._val_energy = {}
+        # One entry per validation loader on every rank, so the ranks' sums line up.
+        loaders = len(self.trainer.num_val_batches) if self._trainer is not None else 1
+        self._val_cm = {i: torch.zeros((self.num_classes, self.num_classes), dtype=torch.long) for i in range(loaders)}
+        self._val_energy = {i: [0.0, 0.0] for i in range(loaders)}
 
     def deployed(self) -> contextlib.AbstractContextManager[None]:
         """Within the block the model carries the BatchNorm statistics it is saved with:
@@ -161,14 +168,30 @@ class SegmentationTask(L.LightningModule):
         self._val_cm[dataloader_idx] = self._val_cm.get(dataloader_idx, 0) + cm
         e = free_energy(logits)
         valid = batch["valid"].to(self.device)
-        if valid.any():
-            acc = self._val_energy.setdefault(dataloader_idx, [0.0, 0.0])
-            acc[0] += float((e * valid).sum())
-            acc[1] += float(valid.sum())
+        acc = self._val_energy.setdefault(dataloader_idx, [0.0, 0.0])
+        acc[0] += float((e * valid).sum())
+        acc[1] += float(valid.sum())
+
+    def _synchronised(self) -> tuple[dict[int, torch.Tensor], dict[int, tuple[float, float]], dict[str, float]]:
+        """This epoch's sums over all ranks: confusion matrices, energies, training means."""
+        cms = {i: reduce_sum(self, cm.to(self.device)).cpu() for i, cm in sorted(self._val_cm.items())}
+        energy = {}
+        for i, (s, n) in sorted(self._val_energy.items()):
+            both = reduce_sum(self, torch.tensor([s, n], dtype=torch.float64, device=self.device))
+            energy[i] = (float(both[0]), float(both[1]))
+        steps = float(reduce_sum(self, torch.tensor(float(self._train_steps), device=self.device)))
+        train = {}
+        for k in ("train_loss", "train_ce", "train_energy_target", "train_energy_source"):
+            if k in self._train_sums:  # the same keys on every rank: all ranks run the same steps
+                total = reduce_sum(self, torch.as_tensor(self._train_sums.get(k, 0.0), dtype=torch.float32, device=self.device))
+                if steps:
+                    train[k] = float(total) / steps
+        return cms, energy, train
 
     def on_validation_epoch_end(self) -> None:
         out: dict[str, Any] = {}
-        for idx, cm in self._val_cm.items():
+        cms, energies, train = self._synchronised()
+        for idx, cm in cms.items():
             prefix = "val" if idx == 0 else "target"
             m = metrics_from_confusion(cm, self.class_names)
             if m["pixels"] > 0:
@@ -176,17 +199,15 @@ class SegmentationTask(L.LightningModule):
                 out[f"{prefix}_miou"] = m["miou"]
                 out[f"{prefix}_f1"] = m["f1_macro"]
                 out[f"_{prefix}_full"] = m
-        for idx, (s, n) in self._val_energy.items():
-            prefix = "source" if idx == 0 else "target"
-            out[f"{prefix}_energy"] = s / max(n, 1.0)
+        for idx, (s, n) in energies.items():
+            if n > 0:
+                out[f"{'source' if idx == 0 else 'target'}_energy"] = s / n
         if "source_energy" in out and "target_energy" in out:
             out["energy_gap"] = out["target_energy"] - out["source_energy"]
-        if self._train_steps:
-            for k, v in self._train_sums.items():
-                out[k] = float(v) / self._train_steps
+        out.update(train)
         for k, v in out.items():
             if not k.startswith(("_", "train_")):
-                self.log(k, v, prog_bar=k in ("val_accuracy", "val_miou"))
+                self.log(k, v, prog_bar=k in ("val_accuracy", "val_miou"), rank_zero_only=True)
         self.epoch_metrics = out
 
     def configure_optimizers(self) -> Any:

@@ -1,0 +1,94 @@
+"""Fine-tune a model file to a new camera or season with JESS: recipe, record, one call.
+
+The new model keeps the base model's classes, bands, normalisation and resolution, and records
+what it was adapted to (target files, lambda, epochs, base model and its sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from jess_geo.errors import ConfigError
+from jess_geo.io.raster import list_rasters
+from jess_geo.models.modelfile import LoadedModel, load_model_file
+from jess_geo.training.config import TrainConfig, flatten, load_config, read_config_file
+
+# Settings taken over from the base model's own training run (its recipe), unless the config
+# file or a flag says otherwise (the seed too, so the validation split is the base model's).
+# Data paths, epochs and learning rate are not inherited.
+INHERITED = (
+    "crop_size", "batch_size", "optimizer", "weight_decay", "scheduler", "samples_per_epoch", "flips",
+    "rotations", "color_noise", "brightness", "contrast", "val_crop", "val_fraction", "energy_reg",
+    "precision", "seed",
+)
+# Fine-tuning defaults: a pretrained start needs a lower learning rate and fewer epochs.
+ADAPT_DEFAULTS: dict[str, Any] = {"method": "jess", "lr": 2e-4, "epochs": 10, "warmup_epochs": 0}
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def adapt_config(base: dict[str, Any], config: str | Path | None, flags: dict[str, Any]) -> TrainConfig:
+    """The fine-tuning config: base recipe < adapt defaults < config file < flags; data as the base model's."""
+    if not flags.get("target_images"):
+        raise ConfigError("adapt needs --target-images, a folder of unlabelled images from the new camera or season.")
+    if not flags.get("images") or not flags.get("masks"):
+        raise ConfigError("adapt needs --images and --masks, the labelled source images (as used to train MODEL).")
+    named = set(flatten(read_config_file(config))) if config else set()
+    named |= {k for k, v in flags.items() if v is not None}
+    recipe = flatten(base.get("training") or {})
+    defaults = {k: recipe[k] for k in INHERITED if k in recipe}
+    defaults.update(ADAPT_DEFAULTS)
+    overrides = {k: v for k, v in defaults.items() if k not in named}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    cfg = load_config(config, overrides)
+    if cfg.method != "jess":
+        raise ConfigError("adapt fine-tunes with JESS; remove `method: baseline` from the config.")
+    cfg.data.bands = list(base["bands"])
+    cfg.data.gsd = base["resolution"].get("gsd")
+    cfg.data.photo_scale = base["resolution"].get("photo_scale", cfg.data.photo_scale)
+    return cfg
+
+
+def adaptation_record(cfg: TrainConfig, model_path: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """What the adapted model records about its adaptation (``jess-geo info`` shows it)."""
+    assert cfg.data.target_images is not None and cfg.data.images is not None
+    targets = list_rasters(cfg.data.target_images, "target images")
+    return {
+        "method": "jess",
+        "target_images": [str(p.resolve()) for p in targets],
+        "target_folder": str(Path(cfg.data.target_images).resolve()),
+        "lambda": cfg.jess.energy_weight,
+        "batchnorm": cfg.jess.batchnorm,
+        "epochs": cfg.trainer.epochs,
+        "lr": cfg.optim.lr,
+        "source_images": str(Path(cfg.data.images).resolve()),
+        "base_model": {"name": model_path.name, "path": str(model_path.resolve()), "sha256": sha256(model_path)},
+        "previous": base.get("adaptation"),
+    }
+
+
+def run_adaptation(
+    model: str | Path, config: str | Path | None, flags: dict[str, Any], *, overwrite: bool = False,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` with JESS; returns run_training's result plus ``adapted`` (targets, lambda, epochs)."""
+    from jess_geo.training.train import run_training
+
+    model_path = Path(model)
+    base: LoadedModel = load_model_file(model_path)
+    cfg = adapt_config(base.metadata, config, flags)
+    record = adaptation_record(cfg, model_path, base.metadata)
+    result = run_training(cfg, progress_bar=progress_bar, init=base, adaptation=record, overwrite=overwrite,
+                          inputs=[model_path])
+    result["adapted"] = {"targets": len(record["target_images"]), "folder": cfg.data.target_images,
+                         "lambda": cfg.jess.energy_weight, "epochs": cfg.trainer.epochs}
+    return result
