@@ -89,9 +89,13 @@ def _multiple_of_32(v: int) -> bool:
 
 
 def _devices_ok(v: int | str) -> bool:
+    """A count (1, 2, ...; -1 = all), "auto", or device ids with a comma ("0,1" or "1,")."""
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = int(v)
     if isinstance(v, int):
         return v >= 1 or v == -1
-    return v == "auto" or all(p.strip().isdigit() for p in v.split(",") if p.strip()) and bool(v.strip(", "))
+    ids = [p.strip() for p in v.split(",") if p.strip()]
+    return v == "auto" or ("," in v and bool(ids) and all(p.isdigit() for p in ids))
 
 
 # (section, field, check, what it needs)
