@@ -138,3 +138,17 @@ def test_assess_bad_input(tmp_path: Path, run_cli, assert_cli_error, map_and_tru
     assert ".gpkg" in msg
     msg = assert_cli_error(run_cli("sample", tif, "--n", 0, "-o", tmp_path / "pts.gpkg"))
     assert "not positive" in msg
+
+
+def test_assess_takes_small_polygons_at_a_point_inside(tmp_path: Path, run_cli, map_and_truth) -> None:
+    import geopandas as gpd
+    import shapely
+
+    tif, _ = map_and_truth
+    ref = tmp_path / "plots.gpkg"
+    polys = [shapely.box(500003, 4099985, 500006, 4099988), shapely.box(500040, 4099985, 500043, 4099988)]
+    gpd.GeoDataFrame({"class": [0, 1]}, geometry=polys, crs="EPSG:32612").to_file(ref)
+    res = run_cli("assess", tif, "--reference", ref, "--json")
+    assert res.exit_code == 0, res.stderr
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    assert done["units"]["used"] == 2 and done["overall_accuracy"] == 1.0

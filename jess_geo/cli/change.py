@@ -48,7 +48,7 @@ def command(before: Path, after: Path, mapping: Path | None, zones: Path | None,
     from jess_geo.measure.change import aligned, change_classes, load_mapping, run_change
     from jess_geo.measure.change_outputs import write_change_chart, write_change_polygons
     from jess_geo.measure.grid import open_class_raster
-    from jess_geo.measure.outputs import check_outputs, output_paths, write_csv, write_json
+    from jess_geo.measure.outputs import check_outputs, output_paths, progress_reporter, write_csv, write_json
     from jess_geo.measure.tables import change_class_rows, format_change, transition_rows, zone_transition_rows
     from jess_geo.measure.zones import read_zones
 
@@ -72,7 +72,10 @@ def command(before: Path, after: Path, mapping: Path | None, zones: Path | None,
                 with atomic_output(paths[".tif"]) as tmp:
                     writers = [open_w(tmp)] + ([] if no_vector else [open_w(changed_tmp)])
                     try:
-                        total, per_zone = run_change(src_b, gb, src_al, ga, lut, writers=tuple(writers), zones=z)
+                        reporter = progress_reporter(as_json, quiet)
+                        total, per_zone = run_change(src_b, gb, src_al, ga, lut, writers=tuple(writers), zones=z,
+                                                     progress=reporter)
+                        reporter.close()
                     finally:
                         for w in writers:
                             w.close()

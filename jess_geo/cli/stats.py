@@ -46,7 +46,7 @@ def command(classes_tif: Path, zones: Path | None, zone_field: str | None, zone_
             quiet: bool) -> None:
     from jess_geo.errors import InputError
     from jess_geo.measure.grid import open_class_raster
-    from jess_geo.measure.outputs import check_outputs, output_paths, write_csv, write_frame, write_json
+    from jess_geo.measure.outputs import check_outputs, output_paths, progress_reporter, write_csv, write_frame, write_json
     from jess_geo.measure.stats import summary_columns, zone_stats
     from jess_geo.measure.tables import adjacency_rows, format_stats, stats_rows
     from jess_geo.measure.zones import read_zones
@@ -60,7 +60,9 @@ def command(classes_tif: Path, zones: Path | None, zone_field: str | None, zone_
         check_outputs(paths.values(), overwrite, [classes_tif] + ([zones] if zones else []))
         if z is not None and z.notice and not quiet and not as_json:
             click.echo(f"notice: {z.notice}", err=True)
-        results = zone_stats(src, grid, z, connectivity=int(connectivity))
+        reporter = progress_reporter(as_json, quiet)
+        results = zone_stats(src, grid, z, connectivity=int(connectivity), progress=reporter)
+        reporter.close()
     unit = grid.area_unit
     doc = {"source": str(classes_tif), "zones": str(zones) if zones else None, "zone_field": zone_field,
            "area_unit": unit, "connectivity": int(connectivity), "classes": grid.classes, "results": results}

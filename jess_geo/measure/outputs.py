@@ -11,14 +11,23 @@ import csv
 import json
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from jess_geo.errors import OutputError
 from jess_geo.io.atomic import atomic_output, check_output
+from jess_geo.progress import Reporter
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def progress_reporter(as_json: bool, quiet: bool) -> Reporter:
+    """JSON progress lines with ``--json``, a bar on an interactive terminal, else nothing."""
+    if as_json:
+        return Reporter("json")
+    return Reporter("bar" if not quiet and sys.stderr.isatty() else "quiet")
 
 
 def output_paths(stem: Path, suffixes: Sequence[str]) -> dict[str, Path]:

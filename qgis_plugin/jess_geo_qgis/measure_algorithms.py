@@ -55,7 +55,8 @@ def _vector(algorithm, parameters, name: str, context) -> List[str]:
 def _run(command: List[str], feedback) -> Dict[str, str]:
     feedback.pushInfo("jess-geo: " + " ".join(command[1:]))
     try:
-        return run_measure(command, is_canceled=feedback.isCanceled, on_log=feedback.pushDebugInfo)
+        return run_measure(command, is_canceled=feedback.isCanceled, on_log=feedback.pushDebugInfo,
+                           on_percent=lambda percent, message: feedback.setProgress(percent))
     except RuntimeError as error:
         raise QgsProcessingException(str(error)) from None
 

@@ -36,9 +36,17 @@ def measure_command(executable: str, name: str, positional: Sequence[str], optio
     return command
 
 
-def run_measure(command: List[str], is_canceled=lambda: False, on_log=lambda line: None) -> Dict[str, str]:
-    """Run a measure command; its ``outputs`` on success. Raises RuntimeError with the one-line reason."""
-    result = run_json_command(command, is_canceled=is_canceled, on_log=on_log)
+def run_measure(command: List[str], is_canceled=lambda: False, on_log=lambda line: None,
+                on_percent=lambda percent, message: None) -> Dict[str, str]:
+    """Run a measure command; its ``outputs`` on success. Raises RuntimeError with the one-line reason.
+
+    ``on_percent(percent, message)`` gets the command's progress lines.
+    """
+    def event(e) -> None:
+        if e.percent is not None:
+            on_percent(e.percent, e.message)
+
+    result = run_json_command(command, on_event=event, is_canceled=is_canceled, on_log=on_log)
     if isinstance(result, Failed):
         raise RuntimeError(result.message)
     assert isinstance(result, RunResult)
