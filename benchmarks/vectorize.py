@@ -1,4 +1,4 @@
-"""Benchmark: vectorize a 100-megapixel class raster (10000 x 10000) to a GeoPackage.
+"""Benchmark: vectorize a 100-megapixel class raster (10000 x 10000) to a GeoPackage (or --format).
 
 Generates (once, cached in /tmp) a uint8 class GeoTIFF of smooth random blobs — five classes
 from the argmax of smooth noise fields at two scales, a nodata border band — tiled and
@@ -6,6 +6,7 @@ deflate-compressed; then runs :func:`jess_geo.io.vectorize.vectorize_raster` on 
 wall time, peak RSS and the polygon count. Target (issue 3): at most 90 s on 2 cores, flat memory.
 
     python benchmarks/vectorize.py [--size 10000] [--strip-rows 1024] [--simplify 0] [--min-area 0]
+                                   [--format gpkg|fgb|geojson|shp]
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strip-rows", type=int, default=1024)
     ap.add_argument("--simplify", type=float, default=0.0)
     ap.add_argument("--min-area", type=float, default=0.0)
-    ap.add_argument("--keep", action="store_true", help="keep the output GeoPackage")
+    ap.add_argument("--format", default="gpkg", choices=["gpkg", "fgb", "geojson", "shp"], help="output format (extension)")
+    ap.add_argument("--keep", action="store_true", help="keep the output file")
     args = ap.parse_args(argv)
 
     from jess_geo.io.vectorize import vectorize_raster
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         make_class_raster(cache, args.size)
         print(f"generated {cache} in {time.perf_counter() - t:.1f} s", flush=True)
-    out = Path(tempfile.gettempdir()) / f"jess_geo_bench_{args.size}.gpkg"
-    out.unlink(missing_ok=True)
+    out = Path(tempfile.gettempdir()) / f"jess_geo_bench_{args.size}.{args.format}"
+    parts = [out.with_suffix(e) for e in (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml")] if args.format == "shp" else [out, out.with_suffix(".qml")]
+    for p in parts:
+        p.unlink(missing_ok=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trace: list[tuple[int, int, float]] = []
 
@@ -111,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS: {peak:.0f} MiB (before vectorizing: {rss0:.0f} MiB)")
     picks = sorted({0, len(trace) // 4, len(trace) // 2, 3 * len(trace) // 4, len(trace) - 1})
     print("RSS after strip: " + ", ".join(f"{trace[i][0]}/{trace[i][1]}: {trace[i][2]:.0f} MiB" for i in picks))
-    print(f"polygons: {summary['polygons']}  gpkg: {out.stat().st_size / 1e6:.1f} MB")
+    size_mb = sum(p.stat().st_size for p in parts if p.exists()) / 1e6
+    print(f"polygons: {summary['polygons']}  {args.format}: {size_mb:.1f} MB")
     for cid, c in summary["classes"].items():
         print(f"  class {cid} {c['name']:<14} polygons={c['count']:>7}  area={c['area']:.1f} {summary['area_unit']}")
     if not args.keep:
-        out.unlink(missing_ok=True)
+        for p in parts:
+            p.unlink(missing_ok=True)
     return 0 if wall <= 90 else 1
 
 
