@@ -62,6 +62,7 @@ def test_info_prints_the_exported_metadata(exported: Path, run_cli: Any) -> None
     assert ox["onnx"]["check_max_abs_logit_diff"] < 1e-4
     text = run_cli("info", exported)
     assert text.exit_code == 0 and "cyanobacteria crust" in text.stdout and "256 / 32" in text.stdout
+    assert "onnx:         fp32, opset 17, input (batch, 3, 256 x 256) normalised" in text.stdout
 
 
 def test_deepness_reads_what_it_needs(exported: Path) -> None:

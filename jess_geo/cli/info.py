@@ -41,3 +41,9 @@ def command(model: str | None, as_json: bool) -> None:
         click.echo(f"adaptation:   {json.dumps(meta['adaptation'])}")
     if meta.get("training"):
         click.echo(f"training:     {json.dumps(meta['training'])}")
+    if meta.get("onnx"):  # an exported .onnx file (jess-geo export)
+        g = meta["onnx"]
+        size = f"{g['input']['height']} x {g['input']['width']}" if g["input"].get("height") else "any multiple of 32"
+        agree = f" (class agreement with fp32 {100 * g['int8_agreement']:.2f} %)" if g.get("int8_agreement") else ""
+        click.echo(f"onnx:         {g['precision']}{agree}, opset {g['opset']}, input (batch, {len(meta['bands'])}, {size}) normalised, "
+                   f"output softmax probabilities; exported from {g.get('source_model')} {g.get('exported')}")

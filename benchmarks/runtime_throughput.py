@@ -1,0 +1,145 @@
+"""Network throughput of each runtime on 512 x 512 tiles, batch 4, as megapixels/s and as a fraction of the FLOP limit.
+
+Every contender runs in its own interpreter (torch eager channels-last, onnxruntime fp32,
+openvino fp32, onnxruntime int8, openvino int8) and so does a timed large sgemm (the machine's
+peak, float32, in the same run); rounds alternate the order; medians are printed. Model FLOPs
+per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
+
+    .venv/bin/python benchmarks/runtime_throughput.py [--model M.pt] [--rounds 3] [--calls 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TILE, BATCH = 512, 4
+CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
+CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8"]
+
+
+def _time(fn, calls: int) -> float:
+    fn()  # warm-up (first-call allocation, OpenVINO compile)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> dict:
+    """One contender in this process: median seconds per call (and GFLOP/s for sgemm)."""
+    x = np.random.default_rng(0).standard_normal((BATCH, 3, TILE, TILE), dtype=np.float32)
+    if contender == "sgemm":
+        import torch
+
+        n = 3072
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        s = _time(lambda: torch.mm(a, b), calls)
+        return {"seconds": s, "gflops": 2 * n**3 / s / 1e9}
+    if contender == "torch":
+        import torch
+
+        from jess_geo.models.layout import fast_input, to_fast_layout
+        from jess_geo.models.modelfile import load_model_file
+
+        dev = torch.device("cpu")
+        net = to_fast_layout(load_model_file(model).model.eval(), dev)
+        xt = torch.from_numpy(x)
+
+        def run() -> None:
+            with torch.inference_mode():
+                net(fast_input(xt, dev)).numpy()
+
+        return {"seconds": _time(run, calls)}
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+
+    runtime, _, precision = contender.partition("-")
+    rt = open_onnx_runtime(int8 if precision else fp32, runtime, "cpu")
+    return {"seconds": _time(lambda: rt.logits(x), calls)}
+
+
+def model_flops(model: Path) -> float:
+    """FLOPs of one 512 x 512 tile through the network."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from jess_geo.models.modelfile import load_model_file
+
+    net = load_model_file(model).model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        net(torch.zeros(1, 3, TILE, TILE))
+    return float(counter.get_total_flops())
+
+
+def prepare(model: Path, folder: Path) -> tuple[Path, Path | None]:
+    """The fp32 and int8 exports at 512 px (int8 calibrated on the real photos when present)."""
+    from jess_geo.export.onnx_export import export_model
+
+    fp32, int8 = folder / "m512.onnx", folder / "m512_int8.onnx"
+    export_model(model, fp32, tile_size=TILE)
+    calib = next((c for c in CALIBRATION if c.is_dir()), None)
+    result = export_model(model, int8, tile_size=TILE, int8=True, calibration=calib)
+    print(f"int8 export: agreement with fp32 on {calib}: {100 * result.agreement:.2f} %")
+    return fp32, int8
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "jess_geo" / "assets" / "demo_model.pt")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=4)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--fp32", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--int8", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.fp32, args.int8, args.model, args.calls)))
+        return
+
+    import os
+
+    print(f"machine: {os.cpu_count()} cores (shared with other work: figures are indicative), batch {BATCH} x {TILE}^2")
+    flops = model_flops(args.model)
+    print(f"model: {args.model.name}, {flops / 1e9:.2f} GFLOP per {TILE}^2 tile (torch.utils.flop_counter)")
+    with tempfile.TemporaryDirectory(prefix="jess-geo-bench-") as tmp:
+        fp32, int8 = prepare(args.model, Path(tmp))
+        results: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
+        for r in range(args.rounds):
+            order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[: r % len(CONTENDERS)]
+            for c in order:
+                cmd = [sys.executable, __file__, "--child", c, "--model", str(args.model), "--fp32", str(fp32),
+                       "--int8", str(int8), "--calls", str(args.calls)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"  {c}: failed ({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode})")
+                    continue
+                results[c].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    peak = float(np.median([r["gflops"] for r in results["sgemm"]])) * 1e9
+    print(f"sgemm peak (3072^2 float32, torch.mm): {peak / 1e9:.1f} GFLOP/s (median of {len(results['sgemm'])})")
+    print(f"{'runtime':<18} {'s/batch':>8} {'Mpx/s':>7} {'GFLOP/s':>8} {'of peak':>8} {'vs torch':>9}")
+    base = None
+    for c in CONTENDERS[1:]:
+        if not results[c]:
+            print(f"{c:<18} {'n/a':>8}")
+            continue
+        s = float(np.median([r["seconds"] for r in results[c]]))
+        mpx = BATCH * TILE * TILE / s / 1e6
+        gf = BATCH * flops / s
+        base = base or s
+        print(f"{c:<18} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
+    print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
+
+
+if __name__ == "__main__":
+    main()
