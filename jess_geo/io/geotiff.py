@@ -120,11 +120,6 @@ class RowWriter:
         self._pending = [tail.copy()] if tail.shape[1] else []
         self._pending_rows = tail.shape[1]
 
-    @property
-    def rows_written(self) -> int:
-        """Rows handed to :meth:`write_rows` so far."""
-        return self._next_row + self._pending_rows
-
     def close(self) -> None:
         """Flush what is left and close the file."""
         if self._ds.closed:
@@ -179,7 +174,7 @@ def class_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, tr
 
 def probability_writer(path: Path, *, width: int, height: int, crs_wkt: str | None, transform: Affine,
                        classes: Sequence[dict[str, Any]]) -> RowWriter:
-    """Open a per-class probability raster: band i is P(classes[i]) x 255 as uint8, nodata 255.
+    """Open a per-class probability raster: band i is P(classes[i]) x 254 as uint8, nodata 255.
 
     A probability of exactly 1 is stored as 254 so that 255 always means nodata.
     """
