@@ -151,4 +151,7 @@ def test_assess_takes_small_polygons_at_a_point_inside(tmp_path: Path, run_cli, 
     res = run_cli("assess", tif, "--reference", ref, "--json")
     assert res.exit_code == 0, res.stderr
     done = json.loads(res.stdout.strip().splitlines()[-1])
-    assert done["units"]["used"] == 2 and done["overall_accuracy"] == 1.0
+    # both points right, but the lichen stratum (200 of 2996 mapped pixels) has no sample
+    assert done["units"]["used"] == 2 and done["overall_accuracy"] == pytest.approx(1 - 200 / 2996)
+    res = run_cli("assess", tif, "--reference", ref, "--overwrite")
+    assert "no usable sample in mapped class(es) lichen" in res.stdout

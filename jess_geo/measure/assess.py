@@ -123,10 +123,12 @@ def assess(src: Any, grid: ClassGrid, reference: Path, field: str, layer: str | 
         ids = np.asarray(grid.ids)
         mismatch = int(np.sum(used & (ids[np.minimum(mapped, k - 1)] != stored)))
     est = stratified_estimate(counts, areas)
+    unsampled = [name for name, n, a in zip(grid.names, counts.sum(axis=1), areas) if n == 0 and a > 0]
     return {
         "reference": str(reference), "field": field, "area_unit": grid.area_unit, "weights_from": weights_from,
         "units": {"total": len(labels), "used": int(used.sum()), "outside_raster": int((~inside).sum()),
                   "on_nodata": int(on_nodata.sum()), "unlabelled": int((unlabelled & inside & ~on_nodata).sum()),
                   "map_class_differs_from_sampling": mismatch},
+        "unsampled_strata": unsampled,
         **est.to_dict(grid.names),
     }

@@ -130,6 +130,9 @@ def format_assess(result: dict[str, Any]) -> str:
     lines.append(f"overall accuracy {_pm(result['overall_accuracy'], result['overall_accuracy_ci95'])}; weights from {result['weights_from']}")
     lines.append(f"reference units: {u['total']} read, {u['used']} used, {u['outside_raster']} outside the raster, "
                  f"{u['on_nodata']} on nodata, {u['unlabelled']} unlabelled")
+    if result.get("unsampled_strata"):
+        lines.append(f"warning: no usable sample in mapped class(es) {', '.join(result['unsampled_strata'])}: "
+                     "their area enters no estimate (overall accuracy and adjusted areas are biased); sample them too")
     if u["map_class_differs_from_sampling"]:
         lines.append(f"warning: {u['map_class_differs_from_sampling']} unit(s) have another map class than when they were sampled")
     return "\n".join(lines)
