@@ -89,7 +89,8 @@ def test_run_predict_reports_the_files_the_engine_wrote(engine, sample_scene, tm
     outcome = run_predict(engine, request)
     assert isinstance(outcome, Success), outcome
     reported = {path for key, path in outcome.outputs.items() if path and key != "vector_layer"}
-    written = {str(p) for p in out.iterdir()} | {
-        str(p) for p in (tmp_path / "in").iterdir() if p.name != "scene.tif"}
+    sidecar = (".aux.xml", ".qml")  # the class raster's category names/RAT and QGIS style travel with it
+    written = {str(p) for p in out.iterdir() if not p.name.endswith(sidecar)} | {
+        str(p) for p in (tmp_path / "in").iterdir() if p.name != "scene.tif" and not p.name.endswith(sidecar)}
     assert reported == written
     assert {str(out / "x_classes.gpkg"), str(out / "x_cover.csv")} <= written
