@@ -209,7 +209,8 @@ def test_cog_output_has_overviews_and_colours(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "c.tif") as src:
         assert src.overviews(1) and src.colormap(1)[1][:3] == (0x5B, 0x4A, 0x3F)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "c_cover.csv", "c_cover.json", "e.tif", "s.tif"]
+    # the class raster carries its QGIS style (c.qml) and category names + attribute table (c.tif.aux.xml)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.qml", "c.tif", "c.tif.aux.xml", "c_cover.csv", "c_cover.json", "e.tif", "s.tif"]
 
 
 def test_existing_output_refused_and_inputs_protected(tmp_path: Path, model_file: Path) -> None:
