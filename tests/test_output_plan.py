@@ -80,6 +80,7 @@ def test_plan_outputs_library() -> None:
     assert plan_outputs("/vsizip/a.zip/s.tif", vector=AUTO).classes == Path.cwd() / "s_classes.tif"
 
 
+@pytest.mark.trust
 @pytest.mark.parametrize("case", ["exists", "scene", "model", "twice", "folder", "img", "vector_ext", "two_scenes"])
 def test_bad_output_refused_in_one_line_before_any_work(site: Path, run_cli: Callable[..., Any], case: str) -> None:
     scene, o = site / "d" / "site.tif", site / "o"

@@ -155,8 +155,9 @@ def _run_all(preps: list[Any], model: Path, opts: Any, reporter: Reporter, fail_
         for prep in preps:
             if json_progress:
                 reporter.emit(prep.plan_json())
-            for text in (prep.plan_text(), *prep.notices):
-                reporter.message(text)
+            reporter.message(prep.plan_text())  # the plan: bar and JSON modes (not --quiet)
+            for text in prep.notices:  # notices are warnings: shown under --quiet too
+                reporter.message(text) if reporter.mode != "quiet" else click.echo(text, err=True)
             try:
                 result = write_scene(prep, rt, opts, model_name=model.name, progress=reporter, cancel=STOP)
             except Cancelled:

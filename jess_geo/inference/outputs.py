@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from jess_geo.errors import OutputError
+from jess_geo.io.atomic import lock_holder
 from jess_geo.io.raster import is_gdal_path
 
 RASTER_KEYS = ("classes", "probabilities", "energy")
@@ -109,6 +110,9 @@ def _problem(key: str, path: Path, layer: str, overwrite: bool, inputs: Iterable
         return f"Output {path} is a folder; give a file name, e.g. {path / ('x' + ('.gpkg' if key == 'vector' else '.tif'))}."
     if key in RASTER_KEYS and path.suffix.lower() not in RASTER_SUFFIXES:
         return f"Output {path} is written as a GeoTIFF; name it .tif or .tiff (the only raster outputs supported)."
+    holder = lock_holder(path)
+    if holder is not None:
+        return f"Output {path} is being written by another jess-geo run (process {holder}); wait for it to finish or choose another name."
     parent = path.absolute().parent
     if not parent.is_dir():
         return f"Output folder {parent} does not exist; create it first."
@@ -132,7 +136,7 @@ def check_outputs(plans: Sequence[OutputPlan], *, inputs: Iterable[str | Path] =
             problem = _problem(key, path, plan.vector_layer, overwrite, [plan.scene, *inputs])
             if problem:
                 raise OutputError(problem)
-            where = str(path.absolute())
+            where = str(path.resolve())
             if where in seen:
                 first = seen[where]
                 if first == plan.scene:

@@ -80,7 +80,6 @@ def check_metadata(meta: dict[str, Any], name: str) -> int:
 def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan | None, opts: Options,
                   model_name: str = "model") -> Prepared:
     """Inspect ``scene``, run the guards, resolve bands and plan tiles (raises before any work)."""
-    multiple = check_metadata(meta, model_name)
     notices: list[str] = []
     with open_raster(scene) as src:
         info = info_from_dataset(src)
@@ -92,6 +91,7 @@ def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan |
         far = guards.range_notice(info.name, sample_values(src, bands.data), meta["normalization"])
         if far:
             notices.append(far)
+    multiple = check_metadata(meta, model_name)  # after the guards: a refused scene never imports the network code
     tile = int(opts.tile_size if opts.tile_size is not None else meta.get("tile_size", 512))
     overlap = int(opts.overlap if opts.overlap is not None else meta.get("overlap", 64))
     tiles = plan_tiles(info.height, info.width, working_scale(info, meta["resolution"]), multiple, tile, overlap)

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import rasterio
 from rasterio.errors import RasterioIOError
 
 from jess_geo.cover import CoverCounter, write_cover_csv, write_cover_json
@@ -24,6 +26,14 @@ from jess_geo.inference.runtime import Runtime
 from jess_geo.io import geotiff
 from jess_geo.io.atomic import claim, commit, remove_quietly, temp_name
 from jess_geo.progress import ProgressCallback
+
+
+def cache_bytes(width: int, count: int, dtype: str) -> int:
+    """GDAL block cache for a run: two rows of input blocks (a strip read touches up to three)
+    plus a fixed 64 MiB. Outputs are written in whole rows of blocks, so their blocks can be
+    flushed as soon as GDAL needs the room; a small cache keeps memory flat on wide scenes."""
+    in_bytes = np.dtype(dtype).itemsize * max(1, count)
+    return int(min((64 << 20) + 2 * geotiff.BLOCK * width * in_bytes, 1 << 30))
 
 
 def _cog_temp(path: Path) -> Path:
@@ -67,8 +77,10 @@ def _write(prep: Prepared, rt: Runtime, opts: Options, tmp: dict[str, Path], mod
     rasters = [k for k in ("classes", "probabilities", "energy") if k in tmp]
     plain = {k: (_cog_temp(tmp[k]) if opts.cog else tmp[k]) for k in rasters}
     counter = CoverCounter(list(job.classes), job.info.crs_wkt, job.info.transform)
+    cache = cache_bytes(job.info.width, job.info.count, job.info.dtype)
     try:
-        stats = run_tiles(job, rt, _sink_opener(prep, plain, model_name), counter, opts.batch_size, progress, cancel)
+        with rasterio.Env(GDAL_CACHEMAX=cache):  # set by the calling thread, GDAL-wide, for this run only
+            stats = run_tiles(job, rt, _sink_opener(prep, plain, model_name), counter, opts.batch_size, progress, cancel)
         if opts.cog:
             for k in rasters:
                 check_cancel(cancel)

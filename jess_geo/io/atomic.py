@@ -153,6 +153,12 @@ def clean_stale(path: str | Path) -> list[Path]:
     return removed
 
 
+def lock_holder(path: str | Path) -> int | None:
+    """The process id of a live run that holds the lock of ``path``, or None."""
+    owner = _lock_owner(lock_name(Path(path)))
+    return owner[0] if owner is not None and pid_alive(owner[0]) else None
+
+
 def _lock_owner(lock: Path) -> tuple[int, str] | None:
     try:
         pid, _, token = lock.read_text(encoding="ascii").partition(" ")
