@@ -34,6 +34,7 @@ def test_olofsson_2014_worked_example() -> None:
     assert est.users.round(2).tolist() == [0.88, 0.73, 0.93, 0.96]
     assert (1.96 * est.users_se).round(2).tolist() == [0.07, 0.10, 0.04, 0.02]
     assert est.producers.round(2).tolist() == [0.75, 0.85, 0.93, 0.96]
+    assert (1.96 * est.producers_se).round(2).tolist() == [0.21, 0.25, 0.03, 0.02]
     assert round(est.overall, 2) == 0.95 and round(1.96 * est.overall_se, 2) == 0.02
     assert est.proportions[0].round(4).tolist() == [0.0176, 0.0, 0.0013, 0.0011]
     assert est.area.sum() == pytest.approx(900_000.0)
