@@ -547,3 +547,54 @@ def test_predict_refuses_an_unknown_vector_extension_before_any_work(tmp_path: P
     message = assert_cli_error(proc)
     assert ".gpkg" in message and ".shp" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.trust
+def test_a_geopackage_open_in_another_program_is_not_replaced(tmp_path: Path) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(10, 10))
+    out = tmp_path / "field.gpkg"
+    vectorize_raster(src, out, CLASSES)
+    Path(f"{out}-wal").write_bytes(b"\0" * 64)  # as QGIS holds it open in WAL mode
+    before = out.read_bytes()
+    with pytest.raises(OutputError, match="open in another program"):
+        vectorize_raster(src, out, CLASSES, layer="more")
+    assert out.read_bytes() == before
+
+
+QGIS_VECTOR = """
+import sys
+from qgis.core import QgsApplication, QgsVectorLayer
+app = QgsApplication([], False)
+app.initQgis()
+out = []
+for path in sys.argv[1:]:
+    layer = QgsVectorLayer(path, "x", "ogr")
+    r = layer.renderer()
+    out.append([layer.featureCount(), r.type(), [c.label() for c in r.categories()] if r.type() == "categorizedSymbol" else []])
+    del layer, r
+print(repr(out))
+app.exitQgis()
+"""
+
+
+def _has_qgis() -> bool:
+    import subprocess
+
+    return Path("/usr/bin/python3").is_file() and subprocess.run(
+        ["/usr/bin/python3", "-c", "import qgis.core"], capture_output=True).returncode == 0
+
+
+@pytest.mark.trust
+@pytest.mark.skipif(not _has_qgis(), reason="QGIS (qgis.core for /usr/bin/python3) is not installed")
+def test_real_qgis_opens_every_format_with_the_class_style(tmp_path: Path) -> None:
+    import subprocess
+
+    src = write_raster(tmp_path / "c.tif", patchy(30, 25, seed=4))
+    paths = [tmp_path / f"field.{ext}" for ext in ("gpkg", "fgb", "geojson", "shp")]
+    counts = [vectorize_raster(src, p, CLASSES)["polygons"] for p in paths]
+    env = {"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(["/usr/bin/python3", "-c", QGIS_VECTOR, *map(str, paths)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr
+    assert seen == [[n, "categorizedSymbol", ["bare soil", "lichen", "moss"]] for n in counts]
