@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from predict_common import bench_model, common_args, make_scene, median  # noqa: E402
 
-from jess_geo.inference.predict import predict_raster, prepare_network, resolve_device  # noqa: E402
+from jess_geo.inference.predict import predict_raster  # noqa: E402
+from jess_geo.inference.torch_runtime import prepare_network, resolve_device  # noqa: E402
 from jess_geo.models.layout import fast_input  # noqa: E402
 from jess_geo.inference.tiling import TileGrid  # noqa: E402
 from jess_geo.models.modelfile import load_model_file  # noqa: E402

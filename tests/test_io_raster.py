@@ -241,3 +241,27 @@ def test_real_landsat_scene(landsat_tif: Path) -> None:
         px = read_bands(src, [3, 2, 1], window=Window(0, 0, 64, 48))
         valid = read_valid(src, window=Window(0, 0, 64, 48))
     assert px.shape == (3, 48, 64) and valid.shape == (48, 64) and np.isfinite(px).all()
+
+
+def test_gdal_paths_pixel_size_in_metres_and_finite_mask(tmp_path: Path, write_raster: Callable) -> None:
+    from affine import Affine
+
+    from jess_geo.io.raster import finite_mask, inspect_raster, is_gdal_path, pixel_size_m
+
+    assert is_gdal_path("/vsizip/a.zip/b.tif") and is_gdal_path("/vsicurl/https://host/c.tif") and is_gdal_path("https://h/c.tif")
+    assert not is_gdal_path("/data/scene.tif") and not is_gdal_path("C:/data/scene.tif")
+    utm = write_raster(tmp_path / "utm.tif", np.zeros((1, 4, 4), np.uint8))
+    assert pixel_size_m(inspect_raster(utm)) == 0.5
+    geo = write_raster(tmp_path / "geo.tif", np.zeros((1, 4, 4), np.uint8), crs="EPSG:4326",
+                       transform=Affine(1e-4, 0, 10.0, 0, -1e-4, 60.0))
+    assert abs(pixel_size_m(inspect_raster(geo)) - 1e-4 * 111_320 * 0.5) < 0.01  # cos(60°) = 0.5
+    feet = write_raster(tmp_path / "ft.tif", np.zeros((1, 4, 4), np.uint8), crs="EPSG:2227",
+                        transform=Affine(10.0, 0, 6e6, 0, -10.0, 2e6))
+    assert abs(pixel_size_m(inspect_raster(feet)) - 3.048) < 1e-3  # US survey feet
+    photo = write_raster(tmp_path / "p.png", np.zeros((3, 4, 4), np.uint8), crs=None)
+    assert pixel_size_m(inspect_raster(photo)) is None
+    data = np.ones((2, 2, 3), np.float32)
+    data[1, 0, 1] = np.nan
+    data[0, 1, 2] = np.inf
+    assert finite_mask(data).tolist() == [[True, False, True], [True, True, False]]
+    assert finite_mask(np.ones((1, 2, 2), np.uint8)) is None

@@ -343,3 +343,21 @@ def test_landsat_cli_with_a_real_network(tmp_path: Path, run_cli) -> None:  # ty
     with rasterio.open(LANDSAT) as ref, rasterio.open(tmp_path / "olinda.tif") as out:
         assert out.crs == ref.crs and out.transform == ref.transform and out.shape == ref.shape
     assert (tmp_path / "olinda_cover.csv").exists()
+
+
+def test_evaluate_scores_exactly_what_predict_writes(tmp_path: Path) -> None:
+    """evaluate runs the predict pipeline: the class raster predict writes, used as the labels, scores 100 %."""
+    from jess_geo.training.evaluate import evaluate_model
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    scene = make_tif(tmp_path / "images" / "s.tif", 150, 170, nodata=0, border=12)
+    model = pointwise(gsd=4.0, tile=64, overlap=16)  # 2 m pixels, model at 4 m: resampled both ways
+    predict_raster(scene, model, tmp_path / "c.tif", cover=False, device="cpu")
+    classes = read(tmp_path / "c.tif")
+    with rasterio.open(scene) as src:
+        profile = dict(src.profile, count=1, nodata=None)
+    with rasterio.open(tmp_path / "masks" / "s.tif", "w", **profile) as dst:
+        dst.write(np.where(classes == 255, 0, classes).astype(np.uint8))
+    m = evaluate_model(model, tmp_path / "images", tmp_path / "masks", device="cpu")
+    assert m["accuracy"] == 1.0 and m["pixels"] == int((classes != 255).sum())

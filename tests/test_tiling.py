@@ -109,3 +109,22 @@ def test_valid_tile_size_and_network_size() -> None:
     assert size == 96 and "multiple of 32" in note
     assert valid_tile_size(5, 32)[0] == 32
     assert network_size(1, 32) == 32 and network_size(33, 32) == 64 and network_size(64, 32) == 64
+
+
+def test_numpy_resampling_matches_torch_bilinear() -> None:
+    """The pipeline's numpy resampling is torch's bilinear (antialiased when shrinking), to 1e-5."""
+    import torch
+    import torch.nn.functional as F
+
+    from jess_geo.inference.resample import resize_bilinear, resize_nearest
+
+    rng = np.random.default_rng(0)
+    for (h, w), (H, W) in [((64, 80), (32, 40)), ((50, 70), (100, 140)), ((77, 31), (40, 60)), ((13, 17), (50, 9))]:
+        x = rng.normal(size=(3, h, w)).astype(np.float32)
+        ref = F.interpolate(torch.from_numpy(x)[None], size=(H, W), mode="bilinear", align_corners=False,
+                            antialias=not (H >= h and W >= w))[0].numpy()
+        np.testing.assert_allclose(resize_bilinear(x, (H, W)), ref, atol=1e-5)
+    m = np.zeros((4, 4), bool)
+    m[:2, :2] = True
+    assert resize_nearest(m, (2, 2)).tolist() == [[True, False], [False, False]]
+    assert resize_nearest(m, (8, 8)).sum() == 16
