@@ -108,6 +108,8 @@ def test_onnx_logits_match_pytorch_on_the_sample_scene(exported: Path) -> None:
     if importlib.util.find_spec("openvino") is not None:
         ov = open_onnx_runtime(exported, "openvino", "cpu")
         assert np.max(np.abs(ov.logits(x) - ref)) < 1e-4
+    from_pt = open_onnx_runtime(DEMO, "onnxruntime", "cpu")  # a .pt model, exported in memory
+    assert from_pt.graph.height is None and np.max(np.abs(from_pt.logits(x) - ref)) < 1e-4
 
 
 def test_fixed_size_graph_takes_smaller_tiles_and_refuses_larger(exported: Path) -> None:

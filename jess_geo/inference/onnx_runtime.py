@@ -123,7 +123,8 @@ class OnnxRuntime:
             raise InputError(f"--runtime onnxruntime runs on cpu or cuda, not {device}; use --device cpu.")
         gpu = "CUDAExecutionProvider" in available and device != "cpu"
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or cores()
+        self.threads = threads or cores()  # read by the pipeline: a runtime on every core runs alone
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -161,7 +162,8 @@ class OpenVinoRuntime:
             self._model = self._core.read_model(graph.model, b"")
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError for every kind of bad graph
             raise ModelFileError(f"OpenVINO cannot read the model ({str(exc).splitlines()[0][:160]}); export it again with `jess-geo export`.") from None
-        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cores(), "INFERENCE_PRECISION_HINT": "f32"}
+        self.threads = threads or cores()  # read by the pipeline: a runtime on every core runs alone
+        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32"}
         self._compiled: dict[tuple[int, ...], Any] = {}
         self.graph = graph
         self.device = "cpu"
