@@ -361,3 +361,16 @@ def test_evaluate_scores_exactly_what_predict_writes(tmp_path: Path) -> None:
         dst.write(np.where(classes == 255, 0, classes).astype(np.uint8))
     m = evaluate_model(model, tmp_path / "images", tmp_path / "masks", device="cpu")
     assert m["accuracy"] == 1.0 and m["pixels"] == int((classes != 255).sum())
+
+
+def test_predict_path_imports_no_training_code_and_no_network_library() -> None:
+    """Start-up diet (issue 13): the predict command's modules load without Lightning, torchgeo,
+    training code, smp/timm/torchvision, and without torch until a .pt network is loaded."""
+    import sys
+
+    code = ("import sys, jess_geo.cli.main, jess_geo.cli.predict, jess_geo.inference.predict, jess_geo.inference.products;"
+            "print(sorted({m.split('.')[0] if not m.startswith('jess_geo.') else m for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("lightning", "pytorch_lightning", "torchgeo", "segmentation_models_pytorch", "timm", "torchvision", "torch",
+                 "jess_geo.training"):
+        assert f"'{name}" not in out, name

@@ -69,7 +69,7 @@ class Prepared:
 
 def check_metadata(meta: dict[str, Any], name: str) -> int:
     """The network's size multiple; a class list that does not fit the network is refused."""
-    from jess_geo.models.factory import size_multiple  # (imports smp: the network needs it anyway)
+    from jess_geo.models.factory import size_multiple
 
     classes, k = meta["classes"], int(meta["architecture"]["num_classes"])
     if k != len(classes):

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import segmentation_models_pytorch as smp
-import torch
+from typing import TYPE_CHECKING, Any, Sequence
 
 from jess_geo.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_ENCODER = "timm-tf_efficientnet_lite0"
-ARCHITECTURES = {"unet": smp.Unet}
+ARCHITECTURES = ("unet",)  # smp classes, imported when a network is built (smp -> timm -> torchvision is slow)
 
 
 def architecture_dict(
@@ -30,8 +30,10 @@ def architecture_dict(
     }
 
 
-def build_model(architecture: dict[str, Any]) -> torch.nn.Module:
+def build_model(architecture: dict[str, Any]) -> "torch.nn.Module":
     """Build an (untrained) network from an architecture dict; one output logit per class."""
+    import segmentation_models_pytorch as smp
+
     arch = architecture.get("arch", "unet")
     if arch not in ARCHITECTURES:
         raise ConfigError(f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
@@ -40,7 +42,7 @@ def build_model(architecture: dict[str, Any]) -> torch.nn.Module:
         names = ", ".join(sorted(n for n in smp.encoders.get_encoder_names() if "efficientnet" in n or "resnet" in n or "mobilenet" in n)[:12])
         raise ConfigError(f"Unknown encoder {encoder!r}; choose an smp encoder such as {names}.")
     decoder = list(architecture.get("decoder_channels", (256, 128, 64, 32, 16)))
-    return ARCHITECTURES[arch](
+    return {"unet": smp.Unet}[arch](
         encoder_name=encoder,
         encoder_weights=None,
         in_channels=int(architecture["in_channels"]),
