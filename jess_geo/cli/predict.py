@@ -86,6 +86,8 @@ def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, ve
         raise InputError("-o, --vector, --probabilities and --energy name one file each; predict one scene at a time when naming outputs.")
     if vector is not None and no_vector:
         raise InputError("--vector and --no-vector contradict each other; pass only one of them.")
+    if as_json and not dry_run:
+        raise InputError("--json prints the plan of --dry-run; for a run use --json-progress.")
     opts = Options(**options)
     opts.check()
     model = _model_path(model)

@@ -134,7 +134,7 @@ def clean_stale(path: str | Path) -> list[Path]:
     """Remove temporary files and locks of ``path`` left by runs whose process is gone."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.part-(\d+)(-[0-9a-f]+)?{re.escape(path.suffix)}")
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.part-(\d+)(-\w+)?{re.escape(path.suffix)}")
     removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
