@@ -598,3 +598,13 @@ def test_real_qgis_opens_every_format_with_the_class_style(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     seen = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr
     assert seen == [[n, "categorizedSymbol", ["bare soil", "lichen", "moss"]] for n in counts]
+
+
+@pytest.mark.trust
+def test_leftovers_of_a_killed_shapefile_run_are_cleaned(tmp_path: Path) -> None:
+    src = write_raster(tmp_path / "c.tif", patchy(10, 10))
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml"):
+        (tmp_path / f".x.part-{dead}{ext}").write_bytes(b"partial")
+    vectorize_raster(src, tmp_path / "x.shp", CLASSES)
+    assert visible_files(tmp_path) == ["c.tif", "x.cpg", "x.dbf", "x.prj", "x.qml", "x.shp", "x.shx"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from jess_geo.errors import OutputError
-from jess_geo.io.atomic import temp_name
+from jess_geo.io.atomic import clean_stale, temp_name
 
 __all__ = ["DRIVERS", "vector_conflict", "vector_driver", "staged_vector", "gpkg_layers", "file_parts"]
 
@@ -150,6 +150,8 @@ def staged_vector(path: str | Path, layer: str = "classes", overwrite: bool = Fa
     reason = vector_conflict(path, layer, overwrite)
     if reason:
         raise OutputError(reason)
+    for part in file_parts(path):  # leftovers of a killed run (its process is gone): every part
+        clean_stale(part)
     tmp = temp_name(path)
     parts = file_parts(tmp)
     _remove(parts)
