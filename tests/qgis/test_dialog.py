@@ -6,7 +6,7 @@ from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QDialog, QToolBar
 
-from plugin_testing import write_scene
+from plugin_testing import model_pixel_size, write_scene
 
 
 def _click_toolbar_button(qtbot, main_window):
@@ -19,13 +19,20 @@ def _click_toolbar_button(qtbot, main_window):
     return dialog
 
 
+def _wait_for_plan(qtbot, dialog):
+    """Wait for the engine's output plan (or its refusal, shown in the plan label)."""
+    qtbot.waitUntil(lambda: dialog.plan is not None or "could not" in dialog.plan_label.text(), timeout=300_000)
+    assert dialog.plan is not None, dialog.plan_label.text()
+
+
 def test_button_opens_dialog_listing_raster_layers(
     model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, tmp_path
 ):
     plugin_settings(executable=jess_geo_predict, model=model_path)
     project = QgsProject.instance()
     rasters = [
-        QgsRasterLayer(str(write_scene(tmp_path / f"{name}.tif")), name, "gdal") for name in ("north", "south")
+        QgsRasterLayer(str(write_scene(tmp_path / f"{name}.tif", pixel_size=model_pixel_size(demo_model_info))),
+                       name, "gdal") for name in ("north", "south")
     ]
     points = QgsVectorLayer("Point?crs=EPSG:32612", "points", "memory")
     for layer in rasters + [points]:
@@ -43,7 +50,7 @@ def test_button_opens_dialog_listing_raster_layers(
     assert "jess-geo" in dialog.environment_label.text()
     # The engine's plan names the outputs beside the chosen raster, and its cover table.
     chosen = combo.currentLayer().source()
-    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=300_000)
+    _wait_for_plan(qtbot, dialog)
     assert dialog.classes_widget.filePath() == chosen[:-4] + "_classes.tif"
     assert dialog.vector_widget.filePath() == chosen[:-4] + "_classes.gpkg"
     assert chosen[:-4] + "_cover.csv" in dialog.plan_label.text()
@@ -52,7 +59,7 @@ def test_button_opens_dialog_listing_raster_layers(
     other = next(layer for layer in rasters if layer.source() != chosen)
     dialog.plan = None
     combo.setLayer(other)
-    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=300_000)
+    _wait_for_plan(qtbot, dialog)
     assert dialog.classes_widget.filePath() == other.source()[:-4] + "_classes.tif"
     assert dialog.vector_widget.filePath() == str(tmp_path / "mine.gpkg")
     qtbot.waitUntil(lambda: "classes" in dialog.model_label.text(), timeout=600_000)
@@ -87,13 +94,27 @@ def test_layers_that_are_not_files_get_a_clear_message(
 
 
 def test_a_raster_file_outside_the_project_can_be_chosen(
-    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, tmp_path
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, tmp_path
 ):
     plugin_settings(executable=jess_geo_predict, model=model_path)
-    scene = write_scene(tmp_path / "outside.tif")
+    scene = write_scene(tmp_path / "outside.tif", pixel_size=model_pixel_size(demo_model_info))
     dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
     qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
     dialog.set_input_file(str(scene))
     assert dialog.input_path() == (str(scene), "")
-    qtbot.waitUntil(lambda: dialog.classes_widget.filePath() == str(tmp_path / "outside_classes.tif"),
-                    timeout=300_000)
+    dialog.plan = None
+    _wait_for_plan(qtbot, dialog)
+    assert dialog.classes_widget.filePath() == str(tmp_path / "outside_classes.tif")
+
+
+def test_a_scene_far_from_the_models_resolution_is_explained_before_running(
+    model_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict, demo_model_info, tmp_path
+):
+    plugin_settings(executable=jess_geo_predict, model=model_path)
+    coarse = write_scene(tmp_path / "coarse.tif", pixel_size=100 * model_pixel_size(demo_model_info))
+    dialog = _click_toolbar_button(qtbot, qgis_iface.mainWindow())
+    qtbot.waitUntil(lambda: dialog.engine is not None, timeout=300_000)
+    dialog.set_input_file(str(coarse))
+    qtbot.waitUntil(lambda: "could not" in dialog.plan_label.text(), timeout=300_000)
+    assert "coarse.tif" in dialog.plan_label.text() and "Traceback" not in dialog.plan_label.text()
+    assert dialog.classes_widget.filePath() == ""  # nothing proposed for a run the engine refuses
