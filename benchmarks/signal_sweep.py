@@ -70,6 +70,12 @@ def outputs_valid(folder: Path) -> bool:
     return True
 
 
+def _default_signals() -> None:
+    """Children start with default SIGINT/SIGTERM dispositions (a background shell ignores SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, absolute: bool) -> dict:
     """Start predict, send ``sig`` at ``offset`` seconds (from start if ``absolute``, else from the last tile)."""
     out = work / "out"
@@ -78,7 +84,8 @@ def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, ab
     cmd = [*exe, "predict", str(scene), "-o", str(out / "x_classes.tif"), "--probabilities", str(out / "x_probabilities.tif"),
            "--energy", str(out / "x_energy.tif"), "--json-progress", "--overwrite"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=work)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=work,
+                            preexec_fn=_default_signals)
     sent = False
     at = t0 + offset if absolute else None
     os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
