@@ -68,16 +68,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--size", type=int, default=4000)
     ap.add_argument("--runtimes", default="onnxruntime,openvino")
+    ap.add_argument("--gsd", type=float, default=0.02, help="Pixel size of the scene in m (0.02: working scale 1; 0.04: 0.5).")
     args = ap.parse_args()
     from jess_geo.export.onnx_export import export_model
 
     with tempfile.TemporaryDirectory(prefix="jess-geo-e2e-") as tmp:
         work = Path(tmp)
-        scene = mirrored_scene(work / "scene4000.tif", args.size)
+        scene = mirrored_scene(work / "scene4000.tif", args.size, args.gsd)
         onnx_model = work / "demo.onnx"
         export_model(DEMO, onnx_model)
         contenders = [("torch", DEMO)] + [(r, onnx_model) for r in args.runtimes.split(",") if r]
-        print(f"scene: sample scene mirrored to {args.size} x {args.size} px at 2 cm (working scale 1); demo model, tile 256, overlap 32")
+        print(f"scene: sample scene mirrored to {args.size} x {args.size} px at {100 * args.gsd:g} cm "
+              f"(working scale {0.02 / args.gsd:g}); demo model, tile 256, overlap 32")
         print("machine: shared with other work (2 cores): figures are indicative")
         times: dict[str, list[tuple[float, float | None]]] = {c: [] for c, _ in contenders}
         for r in range(args.rounds):
