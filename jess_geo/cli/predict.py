@@ -75,6 +75,12 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON line per scene.")
 @click.option("--json-progress", is_flag=True, help="Print the plan, progress and results as JSON lines on stdout (for programs).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first scene that fails.")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=None,
+              help="Batch: write <stem>_classes.tif ... and predict_summary.csv/.json here; skips scenes already done.")
+@click.option("--workers", type=int, default=None, help="Batch on a Dask LocalCluster of N worker processes (pip install 'jess-geo[dask]').")
+@click.option("--scheduler", default=None, help="Batch on a running Dask cluster, e.g. tcp://HOST:8786.")
+@click.option("--threads-per-worker", type=int, default=None, help="Torch threads per worker (default: cores / workers).")
+@click.option("--block-size", type=int, default=None, help="Predict each scene in blocks of PX x PX pixels as separate tasks.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no cover table.")
 def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, vector: Path | None, no_vector: bool,
             layer: str, probabilities: Path | None, energy: Path | None, dry_run: bool, as_json: bool,
@@ -82,6 +88,13 @@ def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, ve
     from jess_geo.inference.outputs import AUTO, check_outputs, plan_outputs
     from jess_geo.inference.prepare import Options
 
+    batch = {k: options.pop(k) for k in ("output_dir", "workers", "scheduler", "threads_per_worker", "block_size")}
+    if any(v is not None for v in batch.values()):  # the batch form (issue 14): jess_geo.cli.batch
+        from jess_geo.cli.batch import run_batch_command
+
+        named = {"output": output, "vector": vector, "probabilities": probabilities, "energy": energy, "dry_run": dry_run}
+        return run_batch_command(scenes, _model_path(model), no_vector=no_vector, layer=layer, json_progress=json_progress,
+                                 quiet=quiet, fail_fast=fail_fast, named=named, **batch, **options)
     if len(scenes) > 1 and any(x is not None for x in (output, vector, probabilities, energy)):
         raise InputError("-o, --vector, --probabilities and --energy name one file each; predict one scene at a time when naming outputs.")
     if vector is not None and no_vector:
