@@ -37,7 +37,7 @@ def heavy_imports(model: Path, out: Path) -> list[str]:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "jess_geo.cli.main", "predict", str(SCENE), "--model", str(model),
                            "-o", str(out), "--overwrite", "--quiet"], capture_output=True, text=True)
     names = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    return [h for h in HEAVY if h in names]
+    return [h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in names)]
 
 
 def main() -> None:
