@@ -146,4 +146,3 @@ def test_processing_adapt_writes_an_adapted_model_and_makes_it_current(
     adaptation = info.get("adaptation") or (info.get("metadata") or {}).get("adaptation")
     assert adaptation["base_model"]["name"] == "demo_model.pt"
     assert adaptation["target_images"] == [str((REPO / "sample_data" / "scene.tif").resolve())]
-    print("ADAPT RESULTS", {k: v for k, v in results.items() if "ENERGY" in k})
