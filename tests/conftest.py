@@ -126,7 +126,7 @@ def run_cli() -> Callable[..., CliResult]:
 
     def invoke(*args: Any, cwd: Path | None = None) -> CliResult:
         runner = CliRunner()
-        old = Path.cwd()
+        old, environ = Path.cwd(), dict(os.environ)
         with runner.isolation(env={"COLUMNS": "200"}) as (out, err, _):
             try:
                 if cwd is not None:
@@ -134,6 +134,9 @@ def run_cli() -> Callable[..., CliResult]:
                 code = run([str(a) for a in args])
             finally:
                 os.chdir(old)
+                # A command may set variables (Lightning's PL_GLOBAL_SEED...): none leak into later tests.
+                os.environ.clear()
+                os.environ.update(environ)
             return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
 
     return invoke
