@@ -85,7 +85,7 @@ def graph_bytes(net: torch.nn.Module, bands: int, tile: int, opset: int = DEFAUL
         torch.onnx.export(
             wrapped, (example,), buf,
             input_names=["input"], output_names=["probabilities"], opset_version=opset,
-            dynamic_axes={"input": dict(axes), "probabilities": dict(axes)},  # one dict each: the exporter edits them
+            dynamic_axes={"input": dict(axes), "probabilities": dict(axes)},
             do_constant_folding=True, dynamo=False,
         )
     return _named_output_shape(buf.getvalue(), None if dynamic else tile)
