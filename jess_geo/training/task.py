@@ -18,7 +18,7 @@ from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
-from jess_geo.training.trainer import reduce_sum
+from jess_geo.training.trainer import broadcast_buffers, freeze_unused_parameters, reduce_sum
 
 TargetLoader = Union[DataLoader, Callable[[], DataLoader]]
 
@@ -89,9 +89,13 @@ class SegmentationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def on_fit_start(self) -> None:
-        # Channels-last weights and inputs: about 1.5x faster training steps on a CPU.
-        to_fast_layout(self.model, self.device)
+    def setup(self, stage: str) -> None:
+        # Channels-last weights and inputs: about 1.5x faster training steps on a CPU. Done in
+        # setup, before DDP wraps the model, so its gradient buckets see the final layout.
+        to_fast_layout(self.model, self.trainer.strategy.root_device)
+        if self.trainer.world_size > 1:
+            first = next(m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d))
+            freeze_unused_parameters(self.model, first.in_channels)
 
     def _next_target(self) -> dict[str, Any]:
         assert self.target_loader is not None
@@ -150,6 +154,7 @@ class SegmentationTask(L.LightningModule):
         self._train_sums, self._train_steps = {}, 0
 
     def on_validation_epoch_start(self) -> None:
+        broadcast_buffers(self)  # under DDP every rank validates rank zero's model, the one saved
         # One entry per validation loader on every rank, so the ranks' sums line up.
         loaders = len(self.trainer.num_val_batches) if self._trainer is not None else 1
         self._val_cm = {i: torch.zeros((self.num_classes, self.num_classes), dtype=torch.long) for i in range(loaders)}

@@ -103,3 +103,40 @@ def reduce_sum(module: L.LightningModule, value: Any) -> Any:
     if trainer is None or trainer.world_size == 1:
         return value
     return trainer.strategy.reduce(value, reduce_op="sum")
+
+
+def broadcast_buffers(module: L.LightningModule) -> None:
+    """Give every rank rank zero's buffers (BatchNorm running statistics, target statistics).
+
+    Each DDP rank updates its own running statistics in training; validating with rank zero's
+    makes every rank score the model that rank zero saves.
+    """
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None or trainer.world_size == 1:
+        return
+    import torch.distributed as dist
+
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
+def freeze_unused_parameters(model: torch.nn.Module, in_channels: int, size: int = 64) -> list[str]:
+    """Stop training parameters the forward pass never uses (EfficientNet's classifier head).
+
+    DDP all-reduces gradients in buckets and waits for every parameter: one that never gets a
+    gradient would leave its bucket unreduced and the ranks' weights would drift apart. One
+    eval-mode pass (running statistics untouched) finds them; their ``requires_grad`` is cleared.
+    Returns their names.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.enable_grad():
+        out = model(torch.zeros((1, in_channels, size, size), device=next(model.parameters()).device))
+        out.float().sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in model.named_parameters():
+        p.grad = None
+        if name in unused:
+            p.requires_grad_(False)
+    model.train(was_training)
+    return unused
