@@ -112,13 +112,25 @@ def test_onnx_logits_match_pytorch_on_the_sample_scene(exported: Path) -> None:
     assert from_pt.graph.height is None and np.max(np.abs(from_pt.logits(x) - ref)) < 1e-4
 
 
-def test_fixed_size_graph_takes_smaller_tiles_and_refuses_larger(exported: Path) -> None:
+def test_fixed_size_graph_runs_other_sizes_when_checked(exported: Path, tmp_path: Path) -> None:
+    """Our fp32 export declares 256 x 256 (for Deepness) and, checked at export, runs other multiples of 32;
+    a graph without that check takes smaller tiles (padded) and refuses larger ones."""
+    import onnx
+
     from jess_geo.errors import InputError
     from jess_geo.inference.onnx_runtime import open_onnx_runtime
 
-    runtime = open_onnx_runtime(exported, "onnxruntime", "cpu")
-    small = np.zeros((3, 3, 128, 192), np.float32)
-    assert runtime.logits(small).shape == (3, 4, 128, 192)
+    assert json.loads(_props(exported)["jess_geo"])["onnx"]["input"]["any_size"] is True
+    assert open_onnx_runtime(exported, "onnxruntime", "cpu").logits(np.zeros((1, 3, 512, 320), np.float32)).shape == (1, 4, 512, 320)
+    proto = onnx.load(str(exported))
+    entry = next(p for p in proto.metadata_props if p.key == "jess_geo")
+    meta = json.loads(entry.value)
+    meta["onnx"]["input"]["any_size"] = False
+    entry.value = json.dumps(meta)
+    strict = tmp_path / "strict.onnx"
+    onnx.save(proto, str(strict))
+    runtime = open_onnx_runtime(strict, "onnxruntime", "cpu")
+    assert runtime.logits(np.zeros((3, 3, 128, 192), np.float32)).shape == (3, 4, 128, 192)
     with pytest.raises(InputError, match="exported for 256 x 256 tiles"):
         runtime.logits(np.zeros((1, 3, 512, 512), np.float32))
 
@@ -150,15 +162,18 @@ def test_int8_export_reports_agreement(tmp_path: Path, run_cli: Any) -> None:
 def test_predict_with_the_onnx_model_gives_the_same_cover_table(exported: Path, tmp_path: Path, run_cli: Any) -> None:
     """`predict --model m.onnx` needs nothing else and writes what the .pt model writes."""
     tables = {}
-    for name, model in (("pt", DEMO), ("onnx", exported)):
+    for name, model in (("pt", DEMO), ("onnx", exported), ("pt512", DEMO), ("onnx512", exported)):
         out = tmp_path / f"{name}_classes.tif"
-        result = run_cli("predict", SCENE, "--model", model, "-o", out, "--no-vector", "--quiet")
+        tile = ["--tile-size", "512"] if name.endswith("512") else []  # larger than the graph's declared 256
+        result = run_cli("predict", SCENE, "--model", model, "-o", out, "--no-vector", "--quiet", *tile)
         assert result.exit_code == 0, result.stderr
         tables[name] = json.loads((tmp_path / f"{name}_cover.json").read_text())
-    for key in ("valid_pixels", "nodata_pixels"):
-        assert tables["onnx"][key] == tables["pt"][key]
-    # the table a user reads: the same percentages to the printed two decimals
-    assert [round(r["percent"], 2) for r in tables["onnx"]["classes"]] == [round(r["percent"], 2) for r in tables["pt"]["classes"]]
+    for onnx_run, pt_run in (("onnx", "pt"), ("onnx512", "pt512")):
+        for key in ("valid_pixels", "nodata_pixels"):
+            assert tables[onnx_run][key] == tables[pt_run][key]
+        # the table a user reads: the same percentages to the printed two decimals
+        percents = [[round(r["percent"], 2) for r in tables[k]["classes"]] for k in (onnx_run, pt_run)]
+        assert percents[0] == percents[1]
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -132,6 +132,22 @@ def max_logit_difference(net: torch.nn.Module, model: bytes, x: np.ndarray) -> f
     return float(np.max(np.abs(ort_logits - torch_logits(net, x))))
 
 
+def _runs_any_size(net: torch.nn.Module, model: bytes, bands: int, tile: int, multiple: int) -> bool:
+    """Whether the fixed-size graph, its size opened up, gives PyTorch's logits on another size too."""
+    onnx = require("onnx")
+    proto = onnx.load_from_string(model)
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        for d, sym in zip(value.type.tensor_type.shape.dim[2:], ("height", "width")):
+            d.dim_param = sym
+    h, w = max(multiple, tile // 2 // multiple * multiple), tile + multiple
+    x = np.random.default_rng(1).standard_normal((1, bands, h, w), dtype=np.float32)
+    try:
+        diff = max_logit_difference(net, proto.SerializeToString(), x)
+    except Exception:  # noqa: BLE001 - shapes baked into the graph: ONNX Runtime refuses the other size
+        return False
+    return bool(np.isfinite(diff) and diff <= TOLERANCE)
+
+
 def with_metadata(model: bytes, props: dict[str, str], doc: str) -> bytes:
     """``model`` with ``props`` as its metadata_props (replacing any) and a producer name."""
     onnx = require("onnx")
@@ -206,6 +222,8 @@ def export_model(
     if not np.isfinite(diff) or diff > TOLERANCE:
         raise ExportError(f"The ONNX graph's logits differ from PyTorch's by {diff:.2g} (> {TOLERANCE:g}); please report this with the model file.")
     say(f"check: ONNX Runtime logits match PyTorch to {diff:.1e} (fp32)")
+    # int8 graphs keep their declared size (the check below covers fp32 only)
+    any_size = dynamic or (not int8 and _runs_any_size(net, model, bands, tile, size_multiple(meta["architecture"])))
 
     agreement = None
     if int8:
@@ -216,7 +234,8 @@ def export_model(
     graph = {
         "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "bands": meta["bands"],
                   "normalised": "(x - normalization.mean) / normalization.std per band, by the caller",
-                  "height": None if dynamic else tile, "width": None if dynamic else tile, "multiple": size_multiple(meta["architecture"])},
+                  "height": None if dynamic else tile, "width": None if dynamic else tile, "multiple": size_multiple(meta["architecture"]),
+                  "any_size": any_size},
         "output": {"name": "probabilities", "softmax_axis": 1, "logits": "the input of the final Softmax"},
         "opset": opset,
         "precision": "int8" if int8 else "fp32",

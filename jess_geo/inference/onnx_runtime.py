@@ -14,12 +14,15 @@ Settings for throughput on the CPU, the case these runtimes are for:
 - OpenVINO: the same thread count, latency hint (one request at a time, all cores on it) and
   f32 inference precision: on CPUs with bf16 support OpenVINO would otherwise run in bf16.
 
-A graph exported with a fixed tile size takes smaller inputs too (the scene is smaller than a
-tile): they are zero-padded (zero is the band mean after normalisation) and the logits cropped.
+A graph exported with a fixed tile size declares that size (for QGIS Deepness); `jess-geo export`
+checks that it runs other multiples of 32 just as well and says so in its metadata
+(``onnx.input.any_size``), and then the size is opened up here. A graph of truly fixed size
+takes smaller inputs by zero-padding (zero is the band mean after normalisation) and cropping.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +85,21 @@ def logits_graph(source: str | Path | bytes) -> Graph:
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4:
         raise ModelFileError(f"{name} takes a {len(dims)}-d input; jess-geo runs graphs taking (batch, bands, height, width).")
+    if _any_size(proto):
+        for value in (inputs[0], graph.output[0]):
+            for d, sym in zip(value.type.tensor_type.shape.dim[2:], ("height", "width")):
+                d.dim_param = sym  # replaces the fixed dim_value
     batch, channels, height, width = (_dim(d) for d in dims)
     return Graph(proto.SerializeToString(), channels, height, width, batch)
+
+
+def _any_size(proto: Any) -> bool:
+    """Whether `jess-geo export` checked that this fixed-size graph also runs other multiples of 32."""
+    meta = next((p.value for p in proto.metadata_props if p.key == "jess_geo"), None)
+    try:
+        return bool(json.loads(meta)["onnx"]["input"]["any_size"]) if meta else False
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _fit(x: np.ndarray, graph: Graph, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -95,7 +111,7 @@ def _fit(x: np.ndarray, graph: Graph, run: Callable[[np.ndarray], np.ndarray]) -
     if h > gh or w > gw:
         raise InputError(
             f"The ONNX model was exported for {gh} x {gw} tiles but got {h} x {w}; "
-            f"pass --tile-size {gh} or export again with --tile-size {h} (or --dynamic)."
+            f"pass --tile-size {min(gh, gw)} (the model's) or export again with --tile-size {max(h, w)} or --dynamic."
         )
     if (gh, gw) != (h, w):
         padded = np.zeros((b, c, gh, gw), dtype=np.float32)
