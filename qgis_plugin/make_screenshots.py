@@ -3,7 +3,8 @@
 Usage (from the repository root, with QGIS's Python):
     QT_QPA_PLATFORM=offscreen HOME=$(mktemp -d) .venv-qgis/bin/python qgis_plugin/make_screenshots.py
 Writes docs/img/qgis_dialog.png and docs/img/qgis_result.png with the demo model (or
-`--model PATH`). Needs a working jess-geo ($JESS_GEO_EXE or <repo>/.venv/bin/jess-geo)
+`--model PATH`), and docs/img/qgis_train.png (the Train dialog after its first epoch;
+`--train-only` renders just that one). Needs a working jess-geo ($JESS_GEO_EXE or <repo>/.venv/bin/jess-geo)
 and sample_data/scene.tif.
 """
 
@@ -26,6 +27,7 @@ from qgis.core import (  # noqa: E402
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QRectF, QSize, Qt  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter  # noqa: E402
@@ -150,12 +152,55 @@ def result_screenshot(scene_layer: QgsRasterLayer, path: Path, model: str) -> No
     del layers, vector, raster
 
 
+def train_screenshot(app: QgsApplication, path: Path) -> None:
+    """The Train dialog after its first epoch on the bundled sample plots (then cancelled)."""
+    sys.path.insert(0, str(REPO / "tests" / "qgis"))
+    from plugin_testing import SAMPLE_TRAIN, polygon_labels, write_tiny_recipe
+    from jess_geo_qgis.train_dialog import TrainDialog
+
+    work = Path(tempfile.mkdtemp(prefix="jess-geo-train-shot-"))
+    images = sorted((SAMPLE_TRAIN / "images").glob("*.tif"))
+    for image in images:
+        QgsProject.instance().addMapLayer(QgsRasterLayer(str(image), image.stem, "gdal"))
+    labels_path = polygon_labels(sorted((SAMPLE_TRAIN / "masks").glob("*.tif")), work / "labels.gpkg")
+    labels = QgsVectorLayer(f"{labels_path}|layername=labels", "labels", "ogr")
+    QgsProject.instance().addMapLayer(labels)
+    dialog = TrainDialog(None)
+    dialog.show()
+    if not _wait(app, lambda: dialog.engine is not None and dialog.engine.ok, 120):
+        sys.exit("make_screenshots: jess-geo --version did not answer")
+    dialog.refresh_layers()
+    dialog.set_rasters([str(p) for p in images])
+    dialog.labels_combo.setLayer(labels)
+    dialog.field_combo.setField("class_id")
+    dialog.classes_edit.setPlainText("0 bare soil #c9a87c\n1 cyanobacteria crust #5b4a3f\n2 lichen #e3d55a\n3 moss #3f7a2e")
+    dialog.recipe_widget.setFilePath(str(write_tiny_recipe(work / "tiny.yaml")))
+    dialog.epochs_spin.setValue(5)
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.model_widget.setFilePath(str(work / "crust.pt"))
+    if dialog.start_run() is None:
+        sys.exit(f"make_screenshots: training refused: {dialog.status_label.text()}")
+    if not _wait(app, lambda: bool(dialog.accuracies), 900):
+        sys.exit(f"make_screenshots: no epoch finished: {dialog.status_label.text()}")
+    dialog.adjustSize()
+    _wait(app, lambda: False, 0.3)
+    dialog.grab().save(str(path))
+    dialog.cancel_run()
+    _wait(app, lambda: dialog.last_outcome is not None, 300)
+    dialog.close()
+    dialog.deleteLater()
+    app.processEvents()
+    del labels
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="model file (default: the demo model)")
-    model = parser.parse_args().model
+    parser.add_argument("--train-only", action="store_true", help="only docs/img/qgis_train.png")
+    arguments = parser.parse_args()
+    model = arguments.model
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], True)
@@ -167,9 +212,12 @@ def main() -> None:
         sys.exit(f"make_screenshots: cannot open {SCENE}")
     QgsProject.instance().addMapLayer(scene_layer)
 
-    dialog_screenshot(app, scene_layer, OUT_DIR / "qgis_dialog.png")
-    result_screenshot(scene_layer, OUT_DIR / "qgis_result.png", model)
-    print(f"wrote {OUT_DIR / 'qgis_dialog.png'} and {OUT_DIR / 'qgis_result.png'}")
+    if not arguments.train_only:
+        dialog_screenshot(app, scene_layer, OUT_DIR / "qgis_dialog.png")
+        result_screenshot(scene_layer, OUT_DIR / "qgis_result.png", model)
+        print(f"wrote {OUT_DIR / 'qgis_dialog.png'} and {OUT_DIR / 'qgis_result.png'}")
+    train_screenshot(app, OUT_DIR / "qgis_train.png")
+    print(f"wrote {OUT_DIR / 'qgis_train.png'}")
 
     QgsProject.instance().removeAllMapLayers()
     del scene_layer
