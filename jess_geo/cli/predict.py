@@ -81,6 +81,12 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 @click.option("--scheduler", default=None, help="Batch on a running Dask cluster, e.g. tcp://HOST:8786.")
 @click.option("--threads-per-worker", type=int, default=None, help="Torch threads per worker (default: cores / workers).")
 @click.option("--block-size", type=int, default=None, help="Predict each scene in blocks of PX x PX pixels as separate tasks.")
+@click.option("--aoi", type=click.Path(path_type=Path), default=None,
+              help="Predict only inside the polygons of this vector file (any CRS); outputs cover their bounding window, nodata outside.")
+@click.option("--aoi-layer", default=None, help="Layer of --aoi to use (needed when the file has several).")
+@click.option("--bbox", type=float, nargs=4, default=None, metavar="XMIN YMIN XMAX YMAX",
+              help="Predict only inside this box (scene CRS, or --bbox-crs; a photo: pixel x = column, y = -row).")
+@click.option("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 (default: the scene's).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no cover table.")
 def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, vector: Path | None, no_vector: bool,
             layer: str, probabilities: Path | None, energy: Path | None, dry_run: bool, as_json: bool,
@@ -89,7 +95,10 @@ def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, ve
     from jess_geo.inference.prepare import Options
 
     batch = {k: options.pop(k) for k in ("output_dir", "workers", "scheduler", "threads_per_worker", "block_size")}
+    area = _area(*(options.pop(k) for k in ("aoi", "aoi_layer", "bbox", "bbox_crs")))
     if any(v is not None for v in batch.values()):  # the batch form (issue 14): jess_geo.cli.batch
+        if area is not None:
+            raise InputError("--aoi and --bbox work without --output-dir/--workers/--scheduler/--block-size; predict the scene on its own.")
         from jess_geo.cli.batch import run_batch_command
 
         named = {"output": output, "vector": vector, "probabilities": probabilities, "energy": energy, "dry_run": dry_run}
@@ -101,18 +110,33 @@ def command(scenes: tuple[str, ...], model: Path | None, output: Path | None, ve
         raise InputError("--vector and --no-vector contradict each other; pass only one of them.")
     if as_json and not dry_run:
         raise InputError("--json prints the plan of --dry-run; for a run use --json-progress.")
-    opts = Options(**options)
+    opts = Options(**options, area=area)
     opts.check()
     model = _model_path(model)
     outs = [plan_outputs(s, output=output, vector=None if no_vector else (vector or AUTO), probabilities=probabilities,
                          energy=energy, layer=layer) for s in scenes]
     preps = _prepare(scenes, outs, opts, model)
-    check_outputs(outs, inputs=[model], overwrite=opts.overwrite)
+    check_outputs(outs, inputs=[model, *([area.source] if area is not None and area.source else [])], overwrite=opts.overwrite)
     if dry_run:
         _print_plans(preps, as_json)
         return
     reporter = Reporter("json" if json_progress else "quiet" if quiet else "bar")
     _run_all(preps, model, opts, reporter, fail_fast, json_progress, quiet)
+
+
+def _area(aoi: Path | None, layer: str | None, bbox: tuple[float, ...] | None, crs: str | None) -> Any:
+    """The area of --aoi / --bbox (an AreaSpec), None for the whole scene; contradictions refused."""
+    from jess_geo.io.aoi import bbox_area, read_aoi
+
+    if aoi is not None and bbox is not None:
+        raise InputError("--aoi and --bbox both give an area; pass only one of them.")
+    if layer is not None and aoi is None:
+        raise InputError("--aoi-layer names a layer of --aoi; pass --aoi FILE too.")
+    if crs is not None and bbox is None:
+        raise InputError("--bbox-crs gives the CRS of --bbox; pass --bbox XMIN YMIN XMAX YMAX too.")
+    if aoi is not None:
+        return read_aoi(aoi, layer)
+    return bbox_area(*bbox, crs=crs) if bbox is not None else None
 
 
 def _model_path(model: Path | None) -> Path:
@@ -205,7 +229,8 @@ def _show(result: dict[str, Any], reporter: Reporter, json_progress: bool, quiet
         reporter.message(f"{result['scene']} has no valid pixel (all nodata); wrote empty outputs (every pixel nodata).")
     if json_progress:
         reporter.emit({"stage": "done", "percent": 100.0, "scene": result["scene"], "outputs": result["outputs"],
-                       "classes": result["classes"], "cover": result["cover"]})
+                       "classes": result["classes"], "cover": result["cover"],
+                       "tiles": result["tiles"], "tiles_run": result["tiles_run"]})
     elif not quiet:
         click.echo(f"{result['scene']}: {result['tiles']} tiles in {result['seconds']:.1f} s on {result['device']} ({result['runtime']})")
         click.echo(format_cover(result["cover"]))

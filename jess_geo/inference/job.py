@@ -21,6 +21,7 @@ class Job:
     std: np.ndarray  # (C, 1, 1) float32
     classes: tuple[dict[str, Any], ...]
     tiles: TilePlan
+    area: Any = None  # jess_geo.inference.aoi.Area: a window of the scene and its polygon (None: all of it)
 
     @classmethod
     def make(cls, info: RasterInfo, bands: tuple[int, ...], normalization: dict[str, Any],

@@ -6,6 +6,7 @@ prepares and checks every scene of a run before any work, and ``--dry-run`` prin
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 from jess_geo.bands import resolve_bands
 from jess_geo.errors import InputError
 from jess_geo.inference import guards
+from jess_geo.inference.aoi import area_json, context_pixels, count_tiles, crop_info, resolve_area
 from jess_geo.inference.job import Job
 from jess_geo.inference.outputs import OutputPlan
 from jess_geo.inference.tileplan import plan_tiles
@@ -35,6 +37,7 @@ class Options:
     overwrite: bool = False
     min_area: float = 0.0
     simplify: float = 0.0
+    area: Any = None  # jess_geo.io.aoi.AreaSpec: work on this area only (--aoi / --bbox)
 
     def check(self) -> None:
         """Range-check every number (one-line InputError)."""
@@ -57,13 +60,15 @@ class Prepared:
         scene = self.outputs.scene if self.outputs is not None else self.job.info.source
         return {"stage": "plan", "scene": scene, "outputs": outputs,
                 "tiles": len(t.grid), "working_size": list(t.working_size), "tile_size": t.tile,
-                "overlap": t.overlap, "scale": t.scale}
+                "overlap": t.overlap, "scale": t.scale, "aoi": area_json(self.job.area)}
 
     def plan_text(self) -> str:
         """The plan in one line for people."""
         t = self.job.tiles
         w, h = t.working_size
-        return (f"{self.job.info.name}: {len(t.grid)} tile(s) of {t.tile} px (overlap {t.overlap}), "
+        a = self.job.area
+        where = "" if a is None else f" in the {a.label} ({a.tiles_in_area} with a part inside it)"
+        return (f"{self.job.info.name}: {len(t.grid)} tile(s) of {t.tile} px (overlap {t.overlap}){where}, "
                 f"working size {w} x {h} px (scale {t.scale:.4g}).")
 
 
@@ -91,11 +96,19 @@ def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan |
         far = guards.range_notice(info.name, sample_values(src, bands.data), meta["normalization"])
         if far:
             notices.append(far)
-    multiple = check_metadata(meta, model_name)  # after the guards: a refused scene never imports the network code
+    scale = working_scale(info, meta["resolution"])
     tile = int(opts.tile_size if opts.tile_size is not None else meta.get("tile_size", 512))
     overlap = int(opts.overlap if opts.overlap is not None else meta.get("overlap", 64))
-    tiles = plan_tiles(info.height, info.width, working_scale(info, meta["resolution"]), multiple, tile, overlap)
+    area = None
+    if opts.area is not None:  # the pipeline sees the area's window (with context around it) as the scene
+        area = resolve_area(opts.area, info, *context_pixels(overlap, scale))
+        info = crop_info(info, area)
+        notices += [area.notice] if area.notice else []
+    multiple = check_metadata(meta, model_name)  # after the guards: a refused scene never imports the network code
+    tiles = plan_tiles(info.height, info.width, scale, multiple, tile, overlap)
     job = Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles)
+    if area is not None:
+        job = dataclasses.replace(job, area=count_tiles(area, tiles.grid))
     return Prepared(job, outputs, tuple(notices) + tiles.notices)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
+from jess_geo.inference.aoi import area_mask
 from jess_geo.inference.job import Job
 from jess_geo.inference.resample import resize_bilinear, resize_nearest
 from jess_geo.inference.tiling import Tile
@@ -83,8 +84,8 @@ class _Filler:
             d[:, ~valid] = 0.0
 
 
-def _strip_valid(src: Any, raw_new: np.ndarray, row0: int, row1: int) -> np.ndarray:
-    valid = read_valid(src, window=Window(0, row0, src.width, row1 - row0))
+def _strip_valid(src: Any, raw_new: np.ndarray, row0: int, row1: int, cols: tuple[int, int]) -> np.ndarray:
+    valid = read_valid(src, window=Window(cols[0], row0, cols[1] - cols[0], row1 - row0))
     finite = finite_mask(raw_new)
     return valid if finite is None else valid & finite
 
@@ -92,8 +93,10 @@ def _strip_valid(src: Any, raw_new: np.ndarray, row0: int, row1: int) -> np.ndar
 def read_batches(job: Job, out: "queue.Queue[Any]", stop: threading.Event, batch_size: int,
                  gate: "threading.Lock | contextlib.nullcontext[None]") -> None:
     """Reader thread: queue :class:`Batch` objects for every tile row, then ``None``."""
-    info, grid = job.info, job.tiles.grid
+    info, grid, area = job.info, job.tiles.grid, job.area
     th = grid.tile_height
+    r_off, c_off = (area.row_off, area.col_off) if area is not None else (0, 0)  # a window of the file
+    cols = (c_off, c_off + info.width)
     filler = _Filler(job, batch_size)
     pending: list[tuple[Tile, np.ndarray]] = []
     run: list[int] = []
@@ -120,21 +123,23 @@ def read_batches(job: Job, out: "queue.Queue[Any]", stop: threading.Event, batch
             new0 = max(r0, carry_end)
             keep = new0 - r0  # rows of the previous strip that this one starts with
             with gate:
-                raw_new = read_rows(src, job.bands, new0, r1)
+                raw_new = read_rows(src, job.bands, new0 + r_off, r1 + r_off, cols)
                 if keep:
                     raw[:, :keep] = raw[:, th - keep :]
                 raw[:, keep:] = raw_new
                 if not everywhere:
-                    valid_new = _strip_valid(src, raw_new, new0, r1)
+                    valid_new = _strip_valid(src, raw_new, new0 + r_off, r1 + r_off, cols)
                     # a new array each tile row: queued batches and cells still refer to the previous one
                     valid = np.concatenate([valid[th - keep :], valid_new], axis=0) if keep else valid_new
                 del raw_new
+                # outputs: valid and inside the area; network input: every valid pixel (context)
+                inside = valid if area is None else area_mask(area, r0, th) & valid
             carry_end = r1
             for t in tile_row:
                 with gate:
                     v = valid[:, t.col : t.col + t.width]
-                    pending.append((t, valid))
-                    if v.any():
+                    pending.append((t, inside))
+                    if inside[:, t.col : t.col + t.width].any():
                         filler.fill(len(run), raw[:, :, t.col : t.col + t.width], v)
                         run.append(len(pending) - 1)
                 if len(run) >= batch_size or len(pending) >= 4 * batch_size:

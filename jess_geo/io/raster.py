@@ -204,10 +204,12 @@ def read_bands(
     return arr.astype(np.float32, copy=False)
 
 
-def read_rows(src: rasterio.io.DatasetReader, bands: Sequence[int], row0: int, row1: int) -> np.ndarray:
-    """Rows ``[row0, row1)`` of ``bands``, full width, in the file's own dtype ``(C, h, W)``."""
+def read_rows(src: rasterio.io.DatasetReader, bands: Sequence[int], row0: int, row1: int,
+              cols: tuple[int, int] | None = None) -> np.ndarray:
+    """Rows ``[row0, row1)`` of ``bands``, full width (or columns ``[c0, c1)``), in the file's own dtype ``(C, h, W)``."""
+    c0, c1 = cols if cols is not None else (0, src.width)
     try:
-        return src.read(list(bands), window=Window(0, row0, src.width, row1 - row0))
+        return src.read(list(bands), window=Window(c0, row0, c1 - c0, row1 - row0))
     except RasterioIOError:
         raise InputError(f"{src.name} could not be read near row {row0} (corrupt or truncated image?); re-export or replace the file.") from None
 
