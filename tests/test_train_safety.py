@@ -7,12 +7,15 @@ one `jess-geo: error:` line naming the setting or the folder, exit 2, nothing wr
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import typing
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from jess_geo.errors import ConfigError
 from jess_geo.models.modelfile import bundled_demo_model, read_metadata
@@ -160,3 +163,36 @@ def test_adapt_refuses_an_output_folder_that_is_an_input(
         what = "the base model" if where == "base_folder" else "an input folder"
         assert message.startswith(f"Output folder {out} holds {what}"), message
     assert _files(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- band policy
+
+
+def test_train_reads_three_bands_of_rgbn_and_rgba_images_with_alpha_as_the_mask(
+    write_raster: Callable, tiny_config: Callable, run_cli: Callable, tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.zeros((64, 64), np.uint8)
+    labels[:, 32:] = 1
+    for name in ("train", "val"):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "masks").mkdir(parents=True)
+        write_raster(tmp_path / name / "masks" / f"{name}.tif", labels, crs=None)
+    write_raster(tmp_path / "train" / "images" / "train.tif", rng.integers(1, 250, (4, 64, 64), dtype=np.uint8), crs=None)
+    rgba = np.dstack([rng.integers(1, 250, (64, 64, 3), dtype=np.uint8), np.full((64, 64), 255, np.uint8)])
+    rgba[:16, :, 3] = 0  # the top quarter is outside the photo
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "val" / "images" / "val.png")
+    classes = tmp_path / "classes.json"
+    classes.write_text('{"0": {"name": "soil", "color": "#c9a87c"}, "1": {"name": "crust", "color": "#5b4a3f"}}')
+    config = tiny_config(tmp_path / "cfg", bands=[1, 2, 3], val_images=str(tmp_path / "val" / "images"),
+                         val_masks=str(tmp_path / "val" / "masks"), val_crop=64)
+    out = tmp_path / "run"
+    proc = run_cli("train", "--images", tmp_path / "train" / "images", "--masks", tmp_path / "train" / "masks",
+                   "--classes", classes, "--config", config, "--output-dir", out, "--epochs", 1, "--quiet")
+    assert proc.exit_code == 0, proc.stderr
+    notices = [ln for ln in proc.stderr.splitlines() if ln.startswith("notice: ")]
+    assert notices == ["notice: train.tif has 4 image bands; the model uses band(s) 1,2,3, `bands` in the config chooses others."]
+    meta = read_metadata(out / "model.pt")
+    assert meta["bands"] == [1, 2, 3] and meta["architecture"]["in_channels"] == 3
+    validation = json.loads((out / "metrics.json").read_text())["validation"]
+    assert validation["pixels"] == 48 * 64  # the alpha band masked the top quarter; it was never data

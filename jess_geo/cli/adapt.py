@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from jess_geo.cli.train import report, training_options
+from jess_geo.cli.train import notice, report, training_options
 
 
 @click.command("adapt")
@@ -22,7 +22,7 @@ def command(model: str, config: str | None, quiet: bool, as_json: bool, overwrit
     """
     from jess_geo.training.adapt import run_adaptation
 
-    result = run_adaptation(model, config, flags, overwrite=overwrite, progress_bar=not quiet)
+    result = run_adaptation(model, config, flags, overwrite=overwrite, progress_bar=not quiet, notice=notice)
     if report(result, as_json) and not as_json:
         a = result["adapted"]
         click.echo(f"adapted:  to {a['targets']} target image(s) in {a['folder']}, lambda {a['lambda']}, {a['epochs']} epochs")

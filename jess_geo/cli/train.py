@@ -53,6 +53,11 @@ def print_summary(result: dict[str, Any]) -> None:
             click.echo(f"  IoU {name:<24}{100 * m['iou']:.1f} %")
 
 
+def notice(text: str) -> None:
+    """A training notice (an image with more bands than the run reads, a single labelled image) on stderr."""
+    click.echo(f"notice: {text}", err=True)
+
+
 def report(result: dict[str, Any], as_json: bool) -> bool:
     """Print the result (JSON or summary) on global rank zero; returns whether it printed."""
     if result.get("global_rank", 0) != 0:
@@ -78,4 +83,4 @@ def command(config: str | None, quiet: bool, as_json: bool, overwrite: bool, **f
     from jess_geo.training.train import run_training
 
     cfg = load_config(config, flags)
-    report(run_training(cfg, progress_bar=not quiet, overwrite=overwrite), as_json)
+    report(run_training(cfg, progress_bar=not quiet, overwrite=overwrite, notice=notice), as_json)

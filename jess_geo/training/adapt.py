@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from jess_geo.errors import ConfigError
 from jess_geo.io.raster import list_rasters
@@ -78,7 +78,7 @@ def adaptation_record(cfg: TrainConfig, model_path: Path, base: dict[str, Any]) 
 
 def run_adaptation(
     model: str | Path, config: str | Path | None, flags: dict[str, Any], *, overwrite: bool = False,
-    progress_bar: bool = True,
+    progress_bar: bool = True, notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` with JESS; returns run_training's result plus ``adapted`` (targets, lambda, epochs)."""
     from jess_geo.training.train import run_training
@@ -88,7 +88,7 @@ def run_adaptation(
     cfg = adapt_config(base.metadata, config, flags)
     record = adaptation_record(cfg, model_path, base.metadata)
     result = run_training(cfg, progress_bar=progress_bar, init=base, adaptation=record, overwrite=overwrite,
-                          inputs=[model_path])
+                          inputs=[model_path], notice=notice)
     result["adapted"] = {"targets": len(record["target_images"]), "folder": cfg.data.target_images,
                          "lambda": cfg.jess.energy_weight, "epochs": cfg.trainer.epochs}
     return result

@@ -84,6 +84,9 @@ def fit(trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningData
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*num_workers.*")
         warnings.filterwarnings("ignore", ".*treespec.*")
+        # Epoch metrics are summed over the ranks by the task before they are logged.
+        warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
+        warnings.filterwarnings("ignore", ".*Grad strides do not match bucket view strides.*")
         # A SIGTERM mid-epoch saves a mid-epoch checkpoint; resuming restarts that epoch's crops.
         warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
         try:
