@@ -128,3 +128,24 @@ def test_batch_options_are_checked_in_one_line(tmp_path: Path, run_cli, assert_c
     assert "pass --output-dir DIR" in assert_cli_error(run_cli("predict", SAMPLE, "--workers", "2"))
     assert "-o is not available" in assert_cli_error(run_cli("predict", SAMPLE, "--output-dir", tmp_path, "-o", tmp_path / "x.tif"))
     assert "--workers 0 is not positive" in assert_cli_error(run_cli("predict", SAMPLE, "--output-dir", tmp_path, "--workers", "0"))
+
+
+@pytest.mark.slow  # 3 pipeline runs of the sample scene: ~100 s on this shared machine
+def test_in_process_batch_fail_fast_and_overwrite(tmp_path: Path) -> None:
+    """Without a cluster the same records and summary; --fail-fast leaves later scenes 'not run'."""
+    from jess_geo.inference.batch import predict_many
+
+    bad = tmp_path / "a_bad.tif"
+    bad.write_bytes(b"II*\x00" + bytes(100))
+    out = tmp_path / "out"
+    recs = predict_many([bad, SAMPLE], bundled_demo_model(), output_dir=out, fail_fast=True, device="cpu", vector=False)
+    assert [r.status for r in recs] == ["failed", "not run"]
+    assert not (out / "scene_classes.tif").exists()
+    recs = predict_many([SAMPLE], bundled_demo_model(), output_dir=out, device="cpu", vector=False)
+    assert recs[0].status == "done" and recs[0].tiles == 2 and recs[0].worker is None
+    first = (out / "scene_classes.tif").stat().st_mtime_ns
+    assert predict_many([SAMPLE], bundled_demo_model(), output_dir=out, device="cpu", vector=False)[0].status == "skipped"
+    again = predict_many([SAMPLE], bundled_demo_model(), output_dir=out, device="cpu", vector=False, overwrite=True)
+    assert again[0].status == "done" and (out / "scene_classes.tif").stat().st_mtime_ns != first
+    summary = json.loads((out / "predict_summary.json").read_text())
+    assert summary["records"][0]["cover"] == again[0].cover and abs(sum(again[0].cover.values()) - 100) < 0.01
