@@ -99,7 +99,7 @@ def range_notice(name: str, values: np.ndarray, normalization: dict[str, Any]) -
         return None
     lo, hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
     return (
-        f"{name}: values {lo:.4g} to {hi:.4g} are far outside what the model was trained on "
+        f"{name}: values {lo:.6g} to {hi:.6g} are far outside what the model was trained on "
         f"(mean {', '.join(f'{m:.4g}' for m in mean.ravel())}; std {', '.join(f'{s:.3g}' for s in std.ravel())}); "
         f"check the bands (--bands) and the units (e.g. reflectance 0-1 against 0-10000); results may be nonsense."
     )
