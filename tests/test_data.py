@@ -428,3 +428,17 @@ def test_scale_jitter_keeps_size_aligns_mask_and_ignores_uncovered_border() -> N
     g = torch.Generator().manual_seed(0)
     ai, am = augment_batch(image, mask, cfg, g, pad_label=0)
     assert ai.shape == image.shape and set(am.unique().tolist()) <= {0, 3}
+
+
+def test_validation_windows_are_split_between_ranks_without_repeats(tmp_path: Path, write_raster: Callable) -> None:
+    """Under DDP each rank scores every world-th grid window: together exactly one process's windows."""
+    from jess_geo.data.datamodule import ShardSampler
+    from jess_geo.data.dataset import grid_sampler
+
+    ds = SceneDataset(_constant_scenes(tmp_path, write_raster, [(70, 50), (20, 24), (64, 96)]), UNIT, min_extent=32)
+    whole = [tuple((s.start, s.stop) for s in q) for q in grid_sampler(ds, 32, 32)]
+    for world in (2, 3):
+        shards = [[tuple((s.start, s.stop) for s in q) for q in ShardSampler(grid_sampler(ds, 32, 32), r, world)]
+                  for r in range(world)]
+        assert sorted(sum(shards, [])) == sorted(whole) and len(set(whole)) == len(whole)
+        assert [len(ShardSampler(grid_sampler(ds, 32, 32), r, world)) for r in range(world)] == [len(s) for s in shards]
