@@ -221,3 +221,27 @@ def test_photo_with_an_aoi_in_a_crs_is_refused(tmp_path: Path, run_cli: Callable
     message = assert_cli_error(run_cli("predict", photo, "-o", tmp_path / "p_classes.tif", "--aoi", aoi), code=2)
     assert "photo without a CRS" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wgs.gpkg"]
+
+
+def test_output_that_is_the_aoi_file_is_refused(tmp_path: Path, run_cli: Callable[..., Any], scene: Path,
+                                                grid: dict[str, Any], assert_cli_error: Callable[..., str]) -> None:
+    b = grid["bounds"]
+    aoi = _write_polygons(tmp_path / "aoi.gpkg", [shapely.box(b.left + 1, b.bottom + 1, b.left + 2, b.bottom + 2)], SCENE_CRS)
+    before = aoi.read_bytes()
+    proc = run_cli("predict", scene, "-o", tmp_path / "s_classes.tif", "--vector", aoi, "--overwrite", "--aoi", aoi)
+    assert "same file as an input" in assert_cli_error(proc, code=2)
+    assert aoi.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["aoi.gpkg"]
+
+
+def test_library_call_with_an_area(tmp_path: Path, scene: Path, grid: dict[str, Any]) -> None:
+    from jess_geo.inference.predict import predict_raster
+    from jess_geo.io.aoi import bbox_area
+    from jess_geo.models.modelfile import bundled_demo_model
+
+    b = grid["bounds"]
+    area = bbox_area(b.left + 0.5, b.bottom + 0.5, b.left + 1.5, b.bottom + 1.5)
+    result = predict_raster(scene, bundled_demo_model(), tmp_path / "s_classes.tif", area=area, cover=True)
+    with rasterio.open(tmp_path / "s_classes.tif") as src:
+        assert src.width < grid["width"] and src.height < grid["height"]
+        data = src.read(1)
+    assert result["cover"]["valid_pixels"] == int((data != 255).sum()) == 100 * 100  # 1 m x 1 m at 1 cm

@@ -30,6 +30,9 @@ than 8x off the model's working resolution is refused (--allow-resolution-mismat
 runs it anyway), outputs that exist are kept unless --overwrite, and --dry-run prints
 the plan (--json: one JSON line per scene) and writes nothing. Nodata (nodata value,
 alpha band, internal mask, NaN/inf) is nodata in every output and never classified.
+--aoi FILE (polygons, any CRS) or --bbox classifies only that area: the outputs cover
+its bounding window (whole pixels, with the tiles' overlap as context) and are nodata
+outside the area.
 Outputs are written under temporary names and renamed when complete: Ctrl-C or
 SIGTERM leaves no partial file. With several scenes a failing scene does not stop the
 others (--fail-fast does); the exit code is 0 only when every scene succeeded.

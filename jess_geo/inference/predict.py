@@ -49,7 +49,9 @@ def predict_raster(scene: str | Path, model: "str | Path | LoadedModel", out_cla
             once per batch (True stops, nothing is left); ``notice(text)`` gets the plan and notices.
         **options: the fields of :class:`~jess_geo.inference.prepare.Options` (``tile_size``,
             ``overlap``, ``batch_size``, ``bands``, ``allow_resolution_mismatch``, ``device``,
-            ``runtime``, ``cog``, ``overwrite``, ``min_area``, ``simplify``).
+            ``runtime``, ``cog``, ``overwrite``, ``min_area``, ``simplify``, ``area``: an
+            :class:`~jess_geo.io.aoi.AreaSpec` from ``read_aoi`` / ``bbox_area`` to classify only
+            that area; the outputs then cover its window, nodata outside it).
 
     Returns:
         ``{"scene", "model", "outputs", "classes", "cover", "tiles", "tiles_run", "seconds",
@@ -67,7 +69,8 @@ def predict_raster(scene: str | Path, model: "str | Path | LoadedModel", out_cla
     outputs = plan_outputs(scene, output=out_classes, vector=vector, probabilities=probabilities,
                            energy=energy, cover=cover, layer=vector_layer)
     prep = prepare_scene(scene, meta, outputs, opts, name)
-    check_outputs([outputs], inputs=[model] if isinstance(model, (str, Path)) else [], overwrite=opts.overwrite)
+    inputs = ([model] if isinstance(model, (str, Path)) else []) + ([opts.area.source] if opts.area is not None and opts.area.source else [])
+    check_outputs([outputs], inputs=inputs, overwrite=opts.overwrite)
     say = notice or (lambda _text: None)
     for text in (prep.plan_text(), *prep.notices):
         say(text)
