@@ -11,7 +11,8 @@ information. This script slims a folder into which those wheels were unzipped:
   new, and exports every symbol the files needing it use (pyogrio 0.11.1 and rasterio 1.4.4
   bundle the same GDAL 3.10.3; shapely and rasterio the same GEOS 3.14.1; pyproj's libtiff
   and libcurl are older than rasterio's); the dynamic loader then maps each library once, by
-  file identity;
+  file identity; the libraries a shared one needs in turn are linked beside it too (``$ORIGIN``
+  is the symlink's folder);
 * libraries nothing needs any more are removed; pyogrio's PROJ data folder (it uses rasterio's
   GDAL and PROJ now) becomes a symlink to rasterio's; pyogrio keeps its own GDAL data
   (rasterio's lacks the vector drivers' files pyogrio checks for) and pyproj its own PROJ
@@ -121,6 +122,30 @@ def share_libraries(site: Path) -> list[str]:
     return done
 
 
+def link_dependencies(site: Path) -> list[str]:
+    """Symlink, beside each shared library, the donor libraries it needs in turn.
+
+    The dynamic loader expands ``$ORIGIN`` of a library opened through a symlink to the
+    symlink's folder, so rasterio's libgeos_c opened as ``shapely.libs/...`` looks for its
+    libgeos in shapely.libs: every donor library a shared one needs (transitively) must be
+    reachable there under rasterio's name.
+    """
+    donor_dir = site / DONOR
+    done = []
+    for libs in sorted(site.glob("*.libs")):
+        if libs.name == DONOR:
+            continue
+        todo = [p for p in libs.iterdir() if p.is_symlink()]
+        while todo:
+            link = todo.pop()
+            for name in needed(link.resolve()):
+                if (donor_dir / name).is_file() and not (libs / name).exists():
+                    (libs / name).symlink_to(Path("..") / DONOR / name)
+                    done.append(f"{libs.name}/{name} -> {DONOR}/{name}")
+                    todo.append(libs / name)
+    return done
+
+
 def prune_unneeded(site: Path) -> list[str]:
     """Remove real libraries in ``*.libs`` folders that no ELF file (nor symlink) needs any more."""
     removed: list[str] = []
@@ -212,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     before = size_of(site)
     for line in share_libraries(site):
         print("  " + line)
+    print(f"  linked   {len(link_dependencies(site))} libraries that shared ones need in turn (found through $ORIGIN)")
     for line in prune_unneeded(site):
         print("  removed ", line)
     for line in link_data(site):

@@ -161,7 +161,7 @@ EOF
     awk -v m="$train_minutes" 'BEGIN {exit !(m < 0.25)}' && limit=0  # too little left to train: skipped
     stage train "$limit" "$py" -m jess_geo.cli.main train --config configs/baseline_biocrust.yaml \
       --images "$data/images" --masks "$data/masks" --classes "$data/classes.json" --output-dir "$work/train" \
-      --max-minutes "$train_minutes" --accelerator "$accelerator" --devices 1 "${train_args[@]}" --quiet --json
+      --max-minutes "$train_minutes" --accelerator "$accelerator" --devices 1 "${train_args[@]}" --quiet
     [ -f "$work/train/metrics.json" ] && cp "$work/train/metrics.json" "$OUT/train.json"
     [ -f "$work/train/curves.csv" ] && cp "$work/train/curves.csv" "$OUT/train_curves.csv"
   fi

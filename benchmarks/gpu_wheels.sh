@@ -64,7 +64,7 @@ done
 "$py" "$here/gpu_bundle.py" "$build/site" "$out/site-$abi.tar.xz"
 printf '%s\n' "${packages[@]}" > "$out/site-$abi.txt"
 
-if [ "$copy_data" = 1 ]; then
+if [ "$copy_data" = 1 ] && ! diff -rq "$repo/../shared/data/biocrust_usa" "$data/biocrust_usa" >/dev/null 2>&1; then
   rm -rf "$data"
   mkdir -p "$data"
   cp -r "$repo/../shared/data/biocrust_usa" "$data/"
