@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from jess_geo.cli.main import main
 from jess_geo.training.energy import free_energy, jess_energy_loss, masked_mean
 from jess_geo.training.task import SegmentationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
-CLI = ROOT / ".venv" / "bin" / "jess-geo"
 TINY = {"photo_scale": 1.0, "crop_size": 64, "batch_size": 4, "epochs": 1, "samples_per_epoch": 8,
         "decoder_channels": [16, 16, 16, 16, 16], "encoder_weights": "none", "val_crop": 128}
 
@@ -118,17 +116,6 @@ def test_squared_energy_guard_bounds_the_energies(reg: float) -> None:
             assert float(logits.max()) < 2 * bound and float(free_energy(logits).abs().max()) < 3 * bound
 
 
-def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["jess-geo", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny-recipe config, a target folder (the sample photo, darker and bluer), a 1-band folder, an empty one."""
@@ -146,52 +133,41 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def base_model(folders: dict[str, Path]) -> Path:
+def base_model(folders: dict[str, Path], run_cli: Callable) -> Path:
     out = folders["root"] / "base"
-    res = subprocess.run(
-        [str(CLI), "train", "--config", str(folders["config"]), "--images", str(SAMPLE / "train" / "images"),
-         "--masks", str(SAMPLE / "train" / "masks"), "--classes", str(SAMPLE / "classes.json"),
-         "--output-dir", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
+    res = run_cli("train", "--config", folders["config"], "--images", SAMPLE / "train" / "images",
+                  "--masks", SAMPLE / "train" / "masks", "--classes", SAMPLE / "classes.json", "--output-dir", out, "--quiet")
+    assert res.exit_code == 0, res.stderr
     return out / "model.pt"
 
 
-def _adapt(base_model: Path, folders: dict[str, Path], out: Path, extra: list[str],
-           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """`jess-geo adapt` of the base model to the shifted sample photo; must succeed."""
-    code, _, err = _run_cli(
-        ["adapt", str(base_model), "--images", str(SAMPLE / "train" / "images"), "--masks", str(SAMPLE / "train" / "masks"),
-         "--target-images", str(folders["target"]), "--output-dir", str(out), "--quiet", *extra],
-        capsys, monkeypatch,
-    )
-    assert code == 0, err
+def _adapt(base_model: Path, folders: dict[str, Path], out: Path, extra: list[str], run_cli: Callable) -> str:
+    """`jess-geo adapt` of the base model to the shifted sample photo; must succeed; returns stdout."""
+    res = run_cli("adapt", base_model, "--images", SAMPLE / "train" / "images", "--masks", SAMPLE / "train" / "masks",
+                  "--target-images", folders["target"], "--output-dir", out, "--quiet", *extra)
+    assert res.exit_code == 0, res.stderr
+    return res.stdout
 
 
-def test_adapt_records_the_adaptation(
-    base_model: Path, folders: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_adapt_records_the_adaptation(base_model: Path, folders: dict[str, Path], run_cli: Callable) -> None:
     out = folders["root"] / "adapted"
-    _adapt(base_model, folders, out, ["--epochs", "1", "--lambda", "0.05"], capsys, monkeypatch)
-    info = subprocess.run([str(CLI), "info", str(out / "model.pt"), "--json"], capture_output=True, text=True, timeout=120)
-    assert info.returncode == 0, info.stderr
+    printed = _adapt(base_model, folders, out, ["--epochs", "1", "--lambda", "0.05"], run_cli)
+    assert f"adapted:  to 1 target image(s) in {folders['target']}, lambda 0.05, 1 epochs" in printed
+    info = run_cli("info", out / "model.pt", "--json")
+    assert info.exit_code == 0, info.stderr
     meta = json.loads(info.stdout)
     a = meta["adaptation"]
     assert a["method"] == "jess" and a["lambda"] == 0.05 and a["epochs"] == 1
     assert [Path(p).name for p in a["target_images"]] == ["photo.png"]
-    assert a["base_model"]["name"] == "model.pt" and len(a["base_model"]["sha256"]) == 64
+    assert a["base_model"]["name"] == "model.pt" and a["base_model"]["sha256"] == hashlib.sha256(base_model.read_bytes()).hexdigest()
     assert meta["training"]["optim"]["lr"] == pytest.approx(2e-4)  # fine-tuning default
     assert meta["training"]["data"]["crop_size"] == 64  # the base model's recipe is kept
-    assert meta["classes"] == json.loads(subprocess.run(
-        [str(CLI), "info", str(base_model), "--json"], capture_output=True, text=True, timeout=120).stdout)["classes"]
-    text = subprocess.run([str(CLI), "info", str(out / "model.pt")], capture_output=True, text=True, timeout=120).stdout
-    assert "adaptation:" in text
+    base_meta = json.loads(run_cli("info", base_model, "--json").stdout)
+    assert meta["classes"] == base_meta["classes"] and meta["normalization"] == base_meta["normalization"]
+    assert "adaptation:" in run_cli("info", out / "model.pt").stdout
 
 
-def test_adapt_split_batchnorm_saves_target_statistics(
-    base_model: Path, folders: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_adapt_split_batchnorm_saves_target_statistics(base_model: Path, folders: dict[str, Path], run_cli: Callable) -> None:
     """With ``--jess-batchnorm split`` the adapted model carries BatchNorm statistics that moved from
     the source's towards the target camera's: its first BatchNorm's running mean is closer to the
     mean the target images produce at that layer than the base model's is."""
@@ -201,7 +177,7 @@ def test_adapt_split_batchnorm_saves_target_statistics(
     from jess_geo.training.batchnorm import batchnorm_layers
 
     out = folders["root"] / "adapted_split"
-    _adapt(base_model, folders, out, ["--epochs", "3", "--jess-batchnorm", "split"], capsys, monkeypatch)
+    _adapt(base_model, folders, out, ["--epochs", "3", "--jess-batchnorm", "split"], run_cli)
     base, adapted = load_model_file(base_model), load_model_file(out / "model.pt")
     assert adapted.metadata["adaptation"]["batchnorm"] == "split"
     meta = adapted.metadata
@@ -221,8 +197,7 @@ def test_adapt_split_batchnorm_saves_target_statistics(
 @pytest.mark.parametrize("case", ["empty", "bands", "lambda"])
 @pytest.mark.parametrize("command", ["train", "adapt"])
 def test_bad_jess_input_is_one_line(
-    command: str, case: str, base_model: Path, folders: dict[str, Path],
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str, case: str, base_model: Path, folders: dict[str, Path], run_cli: Callable, assert_cli_error: Callable,
 ) -> None:
     target = {"empty": folders["empty"], "bands": folders["grey"], "lambda": folders["target"]}[case]
     out = folders["root"] / f"bad_{command}_{case}"
@@ -234,12 +209,10 @@ def test_bad_jess_input_is_one_line(
         args = ["train", "--config", str(folders["config"]), "--classes", str(SAMPLE / "classes.json"), "--method", "jess", *args]
     else:
         args = ["adapt", str(base_model), *args]
-    code, _, err = _run_cli(args, capsys, monkeypatch)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2
-    assert len(lines) == 1 and lines[0].startswith("jess-geo: error: "), err
-    expected = {"empty": "holds no raster files", "bands": "photo.png has 1 image band(s) but the model reads band(s) [1, 2, 3]", "lambda": "lambda"}[case]
-    assert expected in lines[0]
+    message = assert_cli_error(run_cli(*args))
+    expected = {"empty": "holds no raster files", "bands": "photo.png has 1 image band(s) but the model reads band(s) [1, 2, 3]",
+                "lambda": "energy_weight: must be 0 or more (lambda)"}[case]
+    assert expected in message
     assert not out.exists()  # nothing written
 
 
