@@ -245,3 +245,16 @@ def test_library_call_with_an_area(tmp_path: Path, scene: Path, grid: dict[str, 
         assert src.width < grid["width"] and src.height < grid["height"]
         data = src.read(1)
     assert result["cover"]["valid_pixels"] == int((data != 255).sum()) == 100 * 100  # 1 m x 1 m at 1 cm
+
+
+def test_aoi_without_crs_is_taken_in_the_scene_crs(tmp_path: Path, run_cli: Callable[..., Any], scene: Path,
+                                                   grid: dict[str, Any]) -> None:
+    b = grid["bounds"]
+    wkb = np.array([shapely.to_wkb(shapely.box(b.left + 1, b.bottom + 1, b.left + 2, b.bottom + 2))], dtype=object)
+    aoi = tmp_path / "nocrs.gpkg"
+    with pytest.warns(UserWarning, match="crs"):  # pyogrio says the file will have no CRS: what this test wants
+        pyogrio.raw.write(aoi, wkb, field_data=[], fields=[], geometry_type="Polygon", driver="GPKG", layer="area")
+    proc = run_cli("predict", scene, "-o", tmp_path / "s_classes.tif", "--aoi", aoi, "--dry-run")
+    assert proc.exit_code == 0, proc.stderr
+    assert "notice: The AOI nocrs.gpkg has no CRS; it is taken to be in the CRS of scene.tif." in proc.stdout
+    assert "in the AOI nocrs.gpkg (1 with a part inside it)" in proc.stdout

@@ -1,7 +1,7 @@
 """The area of interest of one scene: its pixel window, its tiles, its mask strip by strip.
 
-Design: a run with an area works on the area's bounding *window* only (whole pixels, inside the
-scene). Every output has the window's size and transform (the scene's transform shifted to the
+Design: a run with an area works on the area's bounding *window* only (whole pixels, grown by the
+tiles' overlap as context, starting on a working pixel, inside the scene). Every output has the window's size and transform (the scene's transform shifted to the
 window's corner), so a small area of a huge scene costs its own size in work and disk. Inside
 the window, pixels whose centre lies outside the area's polygon are nodata in every output (and
 so never counted in the cover table nor vectorised), but their values still reach the network as
