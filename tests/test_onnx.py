@@ -179,6 +179,19 @@ def test_predict_with_the_onnx_model_gives_the_same_cover_table(exported: Path, 
 # ----------------------------------------------------------------------------- bad input
 
 
+def test_predict_pt_model_on_onnxruntime(tmp_path: Path, run_cli: Any) -> None:
+    """`--runtime onnxruntime` also takes the .pt model (exported in memory) and says which runtime ran."""
+    result = run_cli("predict", SCENE, "--runtime", "onnxruntime", "-o", tmp_path / "s_classes.tif", "--no-vector")
+    assert result.exit_code == 0, result.stderr
+    assert "on cpu (onnxruntime)" in result.stdout and "29.70%" in result.stdout  # bare soil, as with torch
+
+
+def test_onnx_model_on_torch_is_refused(exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    message = assert_cli_error(run_cli("predict", SCENE, "--model", exported, "--runtime", "torch", "-o", tmp_path / "t_classes.tif"))
+    assert "is an ONNX model" in message and "--runtime onnxruntime" in message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_int8_failing_the_agreement_check_writes_nothing(tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
     out = tmp_path / "strict.onnx"
     result = run_cli("export", DEMO, out, "--int8", "--calibration", ROOT / "sample_data" / "train" / "images", "--min-agreement", "1.0")

@@ -45,17 +45,20 @@ def open_runtime(model: "str | Path | LoadedModel", runtime: str | None = None, 
     """The runtime ``runtime`` (default: :func:`default_runtime`) for ``model`` on ``device``.
 
     ``model`` is a model file path or an already loaded :class:`LoadedModel` (torch only).
-    Raises InputError for an unknown runtime or a ``.pt`` file given to an ONNX runtime.
+    Raises InputError for an unknown runtime or an ``.onnx`` file given to torch.
     """
     name = (runtime or default_runtime(model)).lower()
     if name not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    is_path = isinstance(model, (str, Path))
     if name == "torch":
         from jess_geo.inference.torch_runtime import TorchRuntime
 
+        if is_path and str(model).lower().endswith(".onnx"):
+            raise InputError(f"{Path(model).name} is an ONNX model: run it with --runtime onnxruntime or openvino, or give the .pt model to --runtime torch.")
         return TorchRuntime.open(model, device)
-    if not isinstance(model, (str, Path)) or not str(model).lower().endswith(".onnx"):
-        raise InputError(f"--runtime {name} runs .onnx model files; export one with `jess-geo export`, or use --runtime torch.")
+    if not is_path:  # a .pt path is exported in memory by open_onnx_runtime
+        raise InputError(f"--runtime {name} runs model files (.onnx, or .pt exported in memory); pass a path, or use --runtime torch.")
     try:
         onnx = importlib.import_module("jess_geo.inference.onnx_runtime")
     except ImportError:
