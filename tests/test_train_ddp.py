@@ -43,18 +43,21 @@ def _single_process_confusion(model_path: Path, sample_train: dict[str, Path], v
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_writes_one_model_and_exact_metrics(
+def test_ddp_on_two_cpu_processes_writes_one_model_and_exact_metrics_and_resumes(
     sample_train: dict[str, Path], tiny_config: Callable, cli_command: list[str], tmp_path: Path,
 ) -> None:
     config = tiny_config(tmp_path / "cfg", samples_per_epoch=8)
     out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [*cli_command, "train", "--images", sample_train["images"], "--masks", sample_train["masks"],
-         "--classes", sample_train["classes"], "--config", config, "--output-dir", out, "--epochs", "1",
-         "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--quiet", "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )
+
+    def train(epochs: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*cli_command, "train", "--images", sample_train["images"], "--masks", sample_train["masks"],
+             "--classes", sample_train["classes"], "--config", config, "--output-dir", out, "--epochs", str(epochs),
+             "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--quiet", "--json"],
+            cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900,
+        )
+
+    proc = train(1)
     assert proc.returncode == 0, proc.stderr
     printed = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(printed) == 1  # rank zero reports, rank one does not
@@ -69,3 +72,11 @@ def test_ddp_on_two_cpu_processes_writes_one_model_and_exact_metrics(
     np.testing.assert_array_equal(ddp_cm, _single_process_confusion(out / "model.pt", sample_train, 128))
     assert metrics["val_accuracy"] == pytest.approx(np.trace(ddp_cm) / ddp_cm.sum())
     assert json.loads(printed[0])["val_miou"] == pytest.approx(metrics["val_miou"])
+
+    # Resume under DDP: a larger --epochs continues from last.ckpt, still one set of files.
+    again = train(2)
+    assert again.returncode == 0, again.stderr
+    assert [r.split(",")[0] for r in (out / "curves.csv").read_text().splitlines()[1:]] == ["1", "2"]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+    assert sorted(p.name for p in tmp_path.rglob("model.pt")) == ["model.pt"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]
