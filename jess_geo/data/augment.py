@@ -79,9 +79,9 @@ def augment_batch(
         factor = lo + (hi - lo) * float(torch.rand(1, generator=g).item())
         image, mask = scale_jitter(image, mask, factor, pad_label)
     if cfg.brightness > 0:
-        image = image + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.brightness
+        image = image + ((torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.brightness).to(image.device)
     if cfg.contrast > 0:
-        image = image * (1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.contrast)
+        image = image * (1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.contrast).to(image.device)
     if cfg.color_noise > 0:
-        image = image + torch.randn(image.shape, generator=g) * cfg.color_noise
+        image = image + (torch.randn(image.shape, generator=g) * cfg.color_noise).to(image.device)
     return image.contiguous(), mask.contiguous()
