@@ -77,9 +77,23 @@ def report(result: dict[str, Any], as_json: bool) -> bool:
 @click.option("--encoder-weights", "encoder_weights", help="imagenet, none, or a path to a weights file.")
 @click.option("--photo-scale", "photo_scale", type=float, help="Working scale for photos (0.5 = half size).")
 @click.option("--gsd", type=float, help="Working ground sampling distance for georeferenced images (CRS units).")
+@click.option("--init", "init", type=click.Path(dir_okay=False),
+              help="Fine-tune this model file (its weights, classes, bands, normalisation, resolution) on the new labels.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
-def command(config: str | None, quiet: bool, as_json: bool, overwrite: bool, **flags: Any) -> None:
-    """Train a U-Net on labelled images; writes DIR/model.pt (best by validation mIoU), metrics, curves."""
+def command(config: str | None, quiet: bool, as_json: bool, overwrite: bool, init: str | None, **flags: Any) -> None:
+    """Train a U-Net on labelled images; writes DIR/model.pt (best by validation mIoU), metrics, curves.
+
+    With --init MODEL the run starts from MODEL and keeps its class table (labels use its ids),
+    bands, normalisation and resolution; defaults lr 2e-4, 5 epochs, no warm-up. The new model
+    records `init_model` (name, path, sha256).
+    """
+    if init is not None:
+        from jess_geo.training.finetune import run_finetune
+
+        result = run_finetune(init, config, flags, overwrite=overwrite, progress_bar=not quiet, notice=notice)
+        if report(result, as_json) and not as_json:
+            click.echo(f"init:     {result['init_model']['name']} (sha256 {result['init_model']['sha256'][:12]})")
+        return
     from jess_geo.training.train import run_training
 
     cfg = load_config(config, flags)

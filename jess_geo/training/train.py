@@ -128,8 +128,12 @@ def run_training(
     overwrite: bool = False,
     inputs: Iterable[str | Path] = (),
     notice: Callable[[str], None] | None = None,
+    init_model: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``init``, fine-tune) a model; see the module docstring for what is written.
+
+    ``init_model`` (name, path, sha256 of the model file ``init`` came from) is recorded in the
+    metadata and makes a fine-tuning of another model file another run.
 
     The output folder is checked before any data is read: an input folder (or ``inputs``, e.g.
     the base model) is refused, and so is a folder holding another run's model.pt unless
@@ -137,7 +141,10 @@ def run_training(
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     classes = _classes(cfg, init)
-    folder = plan_run_folder(Path(cfg.output_dir), run_key(cfg, adaptation), overwrite=overwrite,
+    key = run_key(cfg, adaptation)
+    if init_model is not None:
+        key["init_model"] = init_model["sha256"]
+    folder = plan_run_folder(Path(cfg.output_dir), key, overwrite=overwrite,
                              inputs=[*_inputs(cfg), *inputs])
     load_kwargs = {"notice": notice} if notice else {}
     scenes = load_run_scenes(cfg.data, classes, seed=cfg.seed, jess=cfg.method == "jess", **load_kwargs)
@@ -145,6 +152,8 @@ def run_training(
     meta = model_metadata(cfg, scenes, architecture=net.architecture, normalization=net.normalization, classes=classes,
                           weights_note=net.weights_note, adaptation=adaptation or jess_record(cfg, scenes),
                           base=init.metadata if init is not None else None)
+    if init_model is not None:
+        meta["init_model"] = init_model
     d = cfg.data
     dm = SceneDataModule(scenes.train, scenes.val, scenes.target, net.normalization,
                          LoaderSettings(d.crop_size, d.val_crop, d.batch_size, d.samples_per_epoch, cfg.seed))
