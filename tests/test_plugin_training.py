@@ -145,3 +145,14 @@ def test_epochs_are_read_from_the_engines_curve_table():
 def test_final_metrics_are_the_last_json_object():
     assert final_metrics(["Epoch 1", '{"val_accuracy": 0.8}', "done"]) == {"val_accuracy": 0.8}
     assert final_metrics(["{broken", "no json"]) == {}
+
+
+def test_init_model_runs_train_init_without_a_class_table():
+    from jess_geo_qgis.training import TrainRequest, Workspace, build_train_command, check_train_request
+
+    request = TrainRequest(model_path="/tmp/m_corrected.pt", images=["/data/scene.tif"], labels_path="/tmp/c.gpkg",
+                           init_model="/models/m.pt", epochs=2)
+    check_train_request(request)  # the class table comes from the model
+    command = build_train_command("jess-geo", request, Workspace("/tmp/ws"))
+    assert command[:2] == ["jess-geo", "train"]
+    assert command[command.index("--init") + 1] == "/models/m.pt" and "--classes" not in command

@@ -32,7 +32,8 @@ class TrainRequest:
     """One ``jess-geo train`` (``base_model`` empty) or ``jess-geo adapt BASE`` run.
 
     train: ``images`` are labelled rasters; the labels are one polygon file (exported from
-    the label layer, field ``class_id``) that covers them. adapt: ``images_dir`` and
+    the label layer, field ``class_id``) that covers them; with ``init_model`` the run
+    fine-tunes that model (``train --init``: its classes, bands and normalisation). adapt: ``images_dir`` and
     ``masks_dir`` are the base model's labelled source data; ``targets`` the unlabelled layers.
     """
 
@@ -44,6 +45,7 @@ class TrainRequest:
     classes: Sequence[ClassEntry] = ()
     base_model: str = ""
     targets: Sequence[str] = ()
+    init_model: str = ""
     recipe: str = ""
     epochs: Optional[int] = None
     max_minutes: Optional[float] = None
@@ -174,7 +176,7 @@ def check_train_request(request: TrainRequest) -> None:
             raise ValueError("Choose at least one raster layer to train on.")
         if not request.labels_path:
             raise ValueError("Choose a polygon layer of labels.")
-        if len(request.classes) < 2:
+        if len(request.classes) < 2 and not request.init_model:
             raise ValueError("Give the class table: at least two classes.")
     if request.epochs is not None and request.epochs < 1:
         raise ValueError("The number of epochs must be 1 or more.")
@@ -207,8 +209,8 @@ def build_train_command(executable: str, request: TrainRequest, workspace: Works
         command += ["--images", request.images_dir, "--masks", request.masks_dir,
                     "--target-images", workspace.path("targets")]
     else:
-        command += ["--images", workspace.path("images"), "--masks", workspace.path("masks"),
-                    "--classes", workspace.path("classes.json")]
+        command += ["--images", workspace.path("images"), "--masks", workspace.path("masks")]
+        command += ["--init", request.init_model] if request.init_model else ["--classes", workspace.path("classes.json")]
     command += ["--output-dir", workspace.run_dir]
     if request.recipe:
         command += ["--config", request.recipe]
