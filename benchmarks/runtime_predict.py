@@ -1,7 +1,7 @@
 """End-to-end `jess-geo predict` on a 4000 x 4000 scene: torch (.pt) against ONNX Runtime / OpenVINO (.onnx).
 
 The scene is the sample scene mirrored to 4000 x 4000 pixels at the demo model's own 2 cm
-(working scale 1: 4000 x 4000 working pixels, 324 tiles of 256). Each run is its own
+(working scale 1: 4000 x 4000 working pixels, 324 tiles of 256; ``--gsd 0.01``: scale 0.5, 81 tiles). Each run is its own
 `jess-geo predict` process; contenders alternate; medians of the whole-process time and of the
 time predict reports are printed, with the class agreement of each runtime's class raster
 against torch's (valid pixels).
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--size", type=int, default=4000)
     ap.add_argument("--runtimes", default="onnxruntime,openvino")
-    ap.add_argument("--gsd", type=float, default=0.02, help="Pixel size of the scene in m (0.02: working scale 1; 0.04: 0.5).")
+    ap.add_argument("--gsd", type=float, default=0.02, help="Pixel size of the scene in m (0.02: working scale 1; 0.01: 0.5).")
     args = ap.parse_args()
     from jess_geo.export.onnx_export import export_model
 
@@ -79,7 +79,7 @@ def main() -> None:
         export_model(DEMO, onnx_model)
         contenders = [("torch", DEMO)] + [(r, onnx_model) for r in args.runtimes.split(",") if r]
         print(f"scene: sample scene mirrored to {args.size} x {args.size} px at {100 * args.gsd:g} cm "
-              f"(working scale {0.02 / args.gsd:g}); demo model, tile 256, overlap 32")
+              f"(working scale {args.gsd / 0.02:g}); demo model, tile 256, overlap 32")
         print("machine: shared with other work (2 cores): figures are indicative")
         times: dict[str, list[tuple[float, float | None]]] = {c: [] for c, _ in contenders}
         for r in range(args.rounds):
