@@ -22,9 +22,9 @@ from .training import LABEL_FIELD, TrainRequest
 VERIFIED_FIELD = "verified"
 
 
-def corrected_model_path(current_model: str) -> str:
-    """A new file name beside the current model: ``<stem>_corrected.pt``, ``<stem>_corrected2.pt``..."""
-    stem, _ = os.path.splitext(current_model)
+def corrected_model_path(current_model: str, folder: str) -> str:
+    """A new model file in ``folder`` (beside the corrected polygons): ``<model stem>_corrected.pt``, ``..._corrected2.pt``."""
+    stem = os.path.join(folder, os.path.splitext(os.path.basename(current_model))[0])
     stem = stem[: -len("_corrected")] if stem.endswith("_corrected") else stem
     candidate, number = f"{stem}_corrected.pt", 2
     while os.path.exists(candidate) or os.path.exists(candidate[:-3] + "_training"):
@@ -48,6 +48,7 @@ def corrections_request(
     labels_dir = labels_dir or tempfile.mkdtemp(prefix="jess-geo-corrections-")
     labels = os.path.join(labels_dir, "corrections.gpkg")
     export_labels(layer, field, labels, classes, only_field=VERIFIED_FIELD if verified_only else "")
-    return TrainRequest(model_path=model_path or corrected_model_path(current_model), images=[scene],
+    folder = os.path.dirname(os.path.abspath(layer.source().split("|")[0]))
+    return TrainRequest(model_path=model_path or corrected_model_path(current_model, folder), images=[scene],
                         labels_path=labels, classes=tuple(classes), init_model=current_model, recipe=recipe,
                         epochs=epochs, device=device)

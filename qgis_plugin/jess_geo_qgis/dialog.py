@@ -15,6 +15,7 @@ from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDialog, QFileDialog, QProgressBar, QVBoxLayout, QWidget
 
 from . import settings
+from .correction_panel import CorrectionPanel
 from .engine_panel import ERROR_STYLE, OK_STYLE, EnginePanel, set_label
 from .environment import EngineError, info_command, interpret_info, model_defaults
 from .probe import Probe
@@ -35,6 +36,7 @@ class SegmentDialog(QDialog):
         self.setWindowTitle("Segment with jess-geo")
         self.setMinimumWidth(660)
         self.model_error = ""
+        self.model_info: dict = {}
         self.task: Optional[SegmentTask] = None
         self.last_outcome = None
         self.plan = None
@@ -67,6 +69,8 @@ class SegmentDialog(QDialog):
         layout.addWidget(self.progress_bar)
         self.status_label = info_label("runStatus")
         layout.addWidget(self.status_label)
+        self.correction_panel = CorrectionPanel(self)
+        layout.addWidget(self.correction_panel)
         layout.addWidget(build_buttons(self))
         self._model_timer = self._timer()
         self._plan_timer = self._timer()
@@ -149,6 +153,7 @@ class SegmentDialog(QDialog):
 
     def _model_read(self, info=None, error: str = "") -> None:
         self.model_error = error
+        self.model_info = info or {}
         if error:
             set_label(self.model_label, error, ERROR_STYLE)
             self._update_run_button()
@@ -287,6 +292,7 @@ class SegmentDialog(QDialog):
             self.progress_bar.setValue(0)
             set_label(self.status_label, "Cancelled; no files were written.")
         self._update_run_button()
+        self.correction_panel.update_state()
 
     def is_running(self) -> bool:
         return self.task is not None

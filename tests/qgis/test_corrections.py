@@ -7,6 +7,7 @@ with -s to see it) and must move toward the corrected class.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections import Counter
@@ -99,3 +100,45 @@ def test_retrain_with_corrections_moves_the_prediction_toward_the_corrected_clas
           f"{100 * kept_before:.1f} % before, {100 * kept_after:.1f} % after")
     assert after > before
     assert kept_after < kept_before
+
+
+def test_retrain_button_fine_tunes_and_segments_again(
+    tmp_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict
+):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    from jess_geo_qgis.correction_panel import edited_layer
+
+    scene = tmp_path / "scene.tif"
+    shutil.copy(REPO / "sample_data" / "scene.tif", scene)
+    plugin_settings(executable=jess_geo_predict, model=str(DEMO), device="cpu")
+    raster = QgsRasterLayer(str(scene), "scene", "gdal")
+    QgsProject.instance().addMapLayer(raster)
+    loaded_plugin.action.trigger()
+    dialog = loaded_plugin.dialog
+    qtbot.waitUntil(lambda: dialog.engine is not None and "classes" in dialog.model_label.text(), timeout=600_000)
+    panel = dialog.correction_panel
+    assert not panel.retrain_button.isEnabled()  # nothing to correct before a run
+    dialog.layer_combo.setLayer(raster)
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=300_000)
+    assert dialog.start_run() is not None, dialog.status_label.text()
+    qtbot.waitUntil(lambda: dialog.last_outcome is not None, timeout=900_000)
+    first = dialog.last_outcome
+    assert type(first).__name__ == "Success" and panel.retrain_button.isEnabled()
+
+    layer = edited_layer(first.outputs["vector"], first.outputs.get("vector_layer") or "classes")
+    assert layer.startEditing()
+    biggest = max(layer.getFeatures(), key=lambda f: f.geometry().area())
+    layer.changeAttributeValue(biggest.id(), layer.fields().indexOf("class_id"), 3 if biggest["class_id"] != 3 else 2)
+    assert layer.commitChanges()
+    panel.epochs_spin.setValue(1)
+    assert panel.start_retrain() is not None, panel.status_label.text()
+    qtbot.waitUntil(lambda: panel.last_outcome is not None, timeout=900_000)
+    assert type(panel.last_outcome).__name__ == "Trained", panel.status_label.text()
+    model = panel.last_outcome.model_path
+    assert model == os.path.join(os.path.dirname(first.outputs["vector"]), "demo_model_corrected.pt")
+    qtbot.waitUntil(lambda: dialog.last_outcome is not None and dialog.last_outcome is not first, timeout=900_000)
+    second = dialog.last_outcome
+    assert type(second).__name__ == "Success", getattr(second, "message", second)
+    assert second.outputs["classes"].endswith("_demo_model_corrected.tif") and os.path.isfile(second.outputs["classes"])
+    assert os.path.isfile(first.outputs["classes"])  # the first prediction stays for comparison
