@@ -4,7 +4,8 @@ Usage (from the repository root, with QGIS's Python):
     QT_QPA_PLATFORM=offscreen HOME=$(mktemp -d) .venv-qgis/bin/python qgis_plugin/make_screenshots.py
 Writes docs/img/qgis_dialog.png and docs/img/qgis_result.png with the demo model (or
 `--model PATH`), and docs/img/qgis_train.png (the Train dialog after its first epoch;
-`--train-only` renders just that one). Needs a working jess-geo ($JESS_GEO_EXE or <repo>/.venv/bin/jess-geo)
+`--train-only` renders just that one), and docs/img/qgis_correction.png (a polygon corrected
+to another class, the model retrained on it for 2 epochs; `--correction-only`). Needs a working jess-geo ($JESS_GEO_EXE or <repo>/.venv/bin/jess-geo)
 and sample_data/scene.tif.
 """
 
@@ -152,6 +153,85 @@ def result_screenshot(scene_layer: QgsRasterLayer, path: Path, model: str) -> No
     del layers, vector, raster
 
 
+def _outline_layer(geometry, crs) -> QgsVectorLayer:
+    """A memory layer drawing ``geometry`` as a thick red outline (the corrected polygon)."""
+    from qgis.core import QgsFeature, QgsFillSymbol
+
+    layer = QgsVectorLayer(f"MultiPolygon?crs={crs.authid()}", "corrected", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(geometry)
+    layer.dataProvider().addFeatures([feature])
+    layer.renderer().setSymbol(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": "#e8141b", "outline_width": "0.9"}))
+    return layer
+
+
+def correction_screenshot(scene_layer: QgsRasterLayer, path: Path) -> str:
+    """Predict, correct the largest polygon of the commonest class to moss, retrain 2 epochs, predict again."""
+    from jess_geo_qgis.corrections import corrections_request
+    from jess_geo_qgis.protocol import Success
+    from jess_geo_qgis.request import PredictRequest
+    from jess_geo_qgis.runner import run_predict
+    from jess_geo_qgis.styling import add_result_layers
+    from jess_geo_qgis.train_runner import run_train
+    from jess_geo_qgis.training import Trained
+
+    work = Path(tempfile.mkdtemp(prefix="jess-geo-correction-"))
+    demo = str(REPO / "jess_geo" / "assets" / "demo_model.pt")
+
+    def predict(model: str, stem: str):
+        request = PredictRequest(scene=str(SCENE), model=model, classes_path=str(work / f"{stem}.tif"),
+                                 vector_path=str(work / f"{stem}.gpkg"), device="cpu")
+        outcome = run_predict(_executable(), request)
+        if not isinstance(outcome, Success):
+            sys.exit(f"make_screenshots: jess-geo predict failed: {outcome}")
+        return outcome
+
+    before = predict(demo, "before")
+    layers = add_result_layers(QgsProject.instance(), "before", before.outputs, before.classes)
+    vector = next(layer for layer in layers if layer.type() == layer.VectorLayer)
+    biggest = max(vector.getFeatures(), key=lambda f: f.geometry().area())
+    moss = 3 if biggest["class_id"] != 3 else 2
+    vector.startEditing()
+    vector.changeAttributeValue(biggest.id(), vector.fields().indexOf("class_id"), moss)
+    vector.commitChanges()
+    recipe = work / "recipe.yaml"
+    recipe.write_text("samples_per_epoch: 32\nbatch_size: 4\ncrop_size: 64\nlr: 0.001\nseed: 0\n", encoding="utf-8")
+    request = corrections_request(vector, str(SCENE), demo, before.classes, model_path=str(work / "corrected.pt"),
+                                  recipe=str(recipe), epochs=2, device="cpu", labels_dir=str(work))
+    trained = run_train(_executable(), request)
+    if not isinstance(trained, Trained):
+        sys.exit(f"make_screenshots: retraining failed: {trained}")
+    after = predict(trained.model_path, "after")
+    before_raster = QgsRasterLayer(before.outputs["classes"], "before", "gdal")
+    after_layers = add_result_layers(QgsProject.instance(), "after", after.outputs, after.classes)
+    after_raster = next(layer for layer in after_layers if layer.type() == layer.RasterLayer)
+    before_raster.setRenderer(after_raster.renderer().clone())
+    outline = _outline_layer(biggest.geometry(), scene_layer.crs())
+    extent = scene_layer.extent()
+    width = 480
+    height = int(round(width * extent.height() / extent.width()))
+    size = QSize(width, height)
+    panels = [("image", _render([outline, scene_layer], extent, size)),
+              ("before: demo model", _render([outline, before_raster], extent, size)),
+              (f"after: corrected to '{after.classes[moss].name}', 2 epochs", _render([outline, after_raster], extent, size))]
+    margin, title_height = 12, 26
+    image = QImage(3 * width + 4 * margin, height + title_height + 2 * margin, QImage.Format_ARGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    font = QFont()
+    font.setPixelSize(15)
+    painter.setFont(font)
+    painter.setPen(QColor("#222222"))
+    for index, (title, panel) in enumerate(panels):
+        x = margin + index * (width + margin)
+        painter.drawText(QRectF(x, margin, width, title_height), Qt.AlignLeft, title)
+        painter.drawImage(x, margin + title_height, panel)
+    painter.end()
+    image.save(str(path))
+    return trained.model_path
+
+
 def train_screenshot(app: QgsApplication, path: Path) -> None:
     """The Train dialog after its first epoch on the bundled sample plots (then cancelled)."""
     sys.path.insert(0, str(REPO / "tests" / "qgis"))
@@ -199,6 +279,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="model file (default: the demo model)")
     parser.add_argument("--train-only", action="store_true", help="only docs/img/qgis_train.png")
+    parser.add_argument("--correction-only", action="store_true", help="only docs/img/qgis_correction.png")
     arguments = parser.parse_args()
     model = arguments.model
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -212,12 +293,19 @@ def main() -> None:
         sys.exit(f"make_screenshots: cannot open {SCENE}")
     QgsProject.instance().addMapLayer(scene_layer)
 
-    if not arguments.train_only:
+    if arguments.correction_only:
+        correction_screenshot(scene_layer, OUT_DIR / "qgis_correction.png")
+        print(f"wrote {OUT_DIR / 'qgis_correction.png'}")
+    if not arguments.train_only and not arguments.correction_only:
         dialog_screenshot(app, scene_layer, OUT_DIR / "qgis_dialog.png")
         result_screenshot(scene_layer, OUT_DIR / "qgis_result.png", model)
         print(f"wrote {OUT_DIR / 'qgis_dialog.png'} and {OUT_DIR / 'qgis_result.png'}")
-    train_screenshot(app, OUT_DIR / "qgis_train.png")
-    print(f"wrote {OUT_DIR / 'qgis_train.png'}")
+    if not arguments.correction_only:
+        train_screenshot(app, OUT_DIR / "qgis_train.png")
+        print(f"wrote {OUT_DIR / 'qgis_train.png'}")
+    if not arguments.train_only and not arguments.correction_only:
+        correction_screenshot(scene_layer, OUT_DIR / "qgis_correction.png")
+        print(f"wrote {OUT_DIR / 'qgis_correction.png'}")
 
     QgsProject.instance().removeAllMapLayers()
     del scene_layer
