@@ -145,3 +145,17 @@ def test_destinations_that_are_not_files_are_refused(path, refused):
     assert bool(problem) == refused
     if refused:
         assert problem.startswith("Polygons: jess-geo writes files") and problem.endswith(".")
+
+
+def test_area_and_bands_reach_the_command_line():
+    from jess_geo_qgis.request import PredictRequest, build_predict_command
+
+    box = PredictRequest(scene="/d/s.tif", bbox=(1.0, 2.0, 3.5, 4.0), bbox_crs="EPSG:3857", bands=(3, 2, 1))
+    command = build_predict_command("jess-geo", box)
+    at = command.index("--bbox")
+    assert command[at:at + 7] == ["--bbox", "1.0", "2.0", "3.5", "4.0", "--bbox-crs", "EPSG:3857"]
+    assert command[command.index("--bands") + 1] == "3,2,1"
+    aoi = build_predict_command("jess-geo", PredictRequest(scene="/d/s.tif", aoi_path="/tmp/a.gpkg"))
+    assert aoi[aoi.index("--aoi") + 1] == "/tmp/a.gpkg" and "--bbox" not in aoi
+    with pytest.raises(ValueError, match="extent is empty"):
+        build_predict_command("jess-geo", PredictRequest(scene="/d/s.tif", bbox=(1.0, 2.0, 1.0, 4.0)))

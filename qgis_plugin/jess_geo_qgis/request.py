@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from .protocol import OutputPlan
 
@@ -43,6 +43,10 @@ class PredictRequest:
     min_area: Optional[float] = None
     simplify: Optional[float] = None
     overwrite: bool = False
+    bbox: Optional[Tuple[float, float, float, float]] = None
+    bbox_crs: str = ""
+    aoi_path: str = ""
+    bands: Tuple[int, ...] = ()
 
     @property
     def scene_name(self) -> str:
@@ -157,6 +161,9 @@ def build_predict_command(executable: str, request: PredictRequest, *, dry_run: 
         command += ["--simplify", _number(request.simplify)]
     if request.overwrite:
         command.append("--overwrite")
+    command += area_arguments(request)
+    if request.bands:
+        command += ["--bands", ",".join(str(int(b)) for b in request.bands)]
     command += ["--dry-run", "--json"] if dry_run else ["--json-progress"]
     # The scene goes after "--" so that a file name starting with "-" is not an option.
     return command + ["--", request.scene]
@@ -199,3 +206,17 @@ def proposals(current: Mapping[str, str], auto: Mapping[str, str], plan: OutputP
             filled[key] = proposal
     return filled
 
+
+
+def area_arguments(request: PredictRequest) -> List[str]:
+    """``--aoi FILE`` or ``--bbox XMIN YMIN XMAX YMAX [--bbox-crs AUTHID]`` (nothing for the entire layer)."""
+    if request.aoi_path and request.bbox is not None:
+        raise ValueError("Choose one area: a polygon layer or an extent, not both.")
+    if request.aoi_path:
+        return ["--aoi", request.aoi_path]
+    if request.bbox is None:
+        return []
+    xmin, ymin, xmax, ymax = request.bbox
+    if not (xmax > xmin and ymax > ymin):
+        raise ValueError("The extent is empty; zoom to the part of the layer to segment.")
+    return ["--bbox", *(repr(float(v)) for v in request.bbox)] + (["--bbox-crs", request.bbox_crs] if request.bbox_crs else [])

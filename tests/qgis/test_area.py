@@ -1,0 +1,88 @@
+"""Segment only part of a layer: the map canvas extent (--bbox) and a polygon layer (--aoi), real QGIS and jess-geo."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsRasterLayer, QgsRectangle, QgsVectorLayer
+
+from plugin_testing import REPO
+
+
+def _scene(tmp_path):
+    scene = tmp_path / "scene.tif"
+    shutil.copy(REPO / "sample_data" / "scene.tif", scene)
+    layer = QgsRasterLayer(str(scene), "scene", "gdal")
+    assert layer.isValid()
+    return scene, layer
+
+
+def _predict(exe, scene, tmp_path, **area):
+    from jess_geo_qgis.protocol import Success
+    from jess_geo_qgis.request import PredictRequest
+    from jess_geo_qgis.runner import run_predict
+
+    request = PredictRequest(scene=str(scene), classes_path=str(tmp_path / "classes.tif"),
+                             vector_path=str(tmp_path / "classes.gpkg"), device="cpu", **area)
+    outcome = run_predict(exe, request)
+    assert isinstance(outcome, Success), outcome
+    return outcome
+
+
+def _read(path):
+    from osgeo import gdal
+
+    dataset = gdal.Open(str(path))
+    band = dataset.GetRasterBand(1)
+    return band.ReadAsArray(), band.GetNoDataValue(), dataset.GetGeoTransform()
+
+
+def test_canvas_extent_segments_only_what_is_on_screen(tmp_path, qgis_iface, jess_geo_predict):
+    from jess_geo_qgis.area import extent_area
+
+    scene, layer = _scene(tmp_path)
+    full = layer.extent()
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(layer.crs())
+    c, half = full.center(), full.height() / 8  # a small view at the centre (the canvas widens it to its aspect)
+    wanted = QgsRectangle(c.x() - half, c.y() - half, c.x() + half, c.y() + half)
+    canvas.setExtent(wanted)
+    area = extent_area(canvas.extent(), canvas.mapSettings().destinationCrs())
+    assert area["bbox_crs"] == layer.crs().authid()
+    outcome = _predict(jess_geo_predict, scene, tmp_path, **area)
+    values, nodata, transform = _read(outcome.outputs["classes"])
+    out_width = values.shape[1] * transform[1]
+    assert values.shape[1] < layer.width() and values.shape[0] < layer.height(), (area, canvas.size())
+    assert out_width < full.width()
+    xmin, ymin, xmax, ymax = area["bbox"]
+    cols = (np.arange(values.shape[1]) + 0.5) * transform[1] + transform[0]
+    rows = (np.arange(values.shape[0]) + 0.5) * transform[5] + transform[3]
+    inside = (cols[None, :] > xmin) & (cols[None, :] < xmax) & (rows[:, None] > ymin) & (rows[:, None] < ymax)
+    assert (values[inside] != nodata).all()
+    assert (values[~inside] == nodata).all()
+    print(f"\ncanvas {area['bbox']} -> classes {values.shape[1]} x {values.shape[0]} px of {layer.width()} x {layer.height()}")
+
+
+def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo_predict):
+    from jess_geo_qgis.area import polygon_area
+
+    scene, layer = _scene(tmp_path)
+    centre = layer.extent().center()
+    radius = layer.extent().width() / 5
+    polygons = QgsVectorLayer(f"Polygon?crs={layer.crs().authid()}", "plots", "memory")
+    for dx in (0.0, 3 * radius):
+        feature = QgsFeature()
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(centre.x() - radius + dx, centre.y())).buffer(radius / 2, 24))
+        polygons.dataProvider().addFeatures([feature])
+    polygons.selectByIds([next(polygons.getFeatures()).id()])
+    area = polygon_area(polygons, selected_only=True, folder=str(tmp_path))
+    outcome = _predict(jess_geo_predict, scene, tmp_path, **area)
+    values, nodata, transform = _read(outcome.outputs["classes"])
+    labelled = values != nodata
+    h, w = values.shape
+    assert labelled[h // 2, w // 2]  # the polygon's centre
+    assert not labelled[0, 0] and not labelled[-1, -1]  # corners of its window lie outside the circle
+    disc = np.pi * (radius / 2) ** 2 / abs(transform[1] * transform[5])
+    assert 0.9 * disc < labelled.sum() < 1.1 * disc  # the one selected polygon, not the other
+    print(f"\npolygon: {labelled.sum()} labelled pixels (disc {disc:.0f}) in a {w} x {h} window")
