@@ -15,6 +15,7 @@ from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDialog, QFileDialog, QProgressBar, QVBoxLayout, QWidget
 
 from . import settings
+from .area_widgets import area_fields, build_area, parse_bands
 from .correction_panel import CorrectionPanel
 from .engine_panel import ERROR_STYLE, OK_STYLE, EnginePanel, set_label
 from .environment import EngineError, info_command, interpret_info, model_defaults
@@ -61,7 +62,7 @@ class SegmentDialog(QDialog):
         layout = QVBoxLayout(self)
         self.engine_panel = EnginePanel(self)
         layout.addWidget(self.engine_panel)
-        for build in (build_input, build_outputs, build_options):
+        for build in (build_input, build_outputs, build_options, build_area):
             layout.addWidget(build(self))
         self.progress_bar = QProgressBar()
         self.progress_bar.setObjectName("progressBar")
@@ -167,6 +168,7 @@ class SegmentDialog(QDialog):
         parts = [f"{len(defaults.class_names or [])} classes: {names}" if names else "classes unknown"]
         if defaults.bands:
             parts.append("bands " + ", ".join(str(b) for b in defaults.bands))
+            self.bands_edit.setPlaceholderText("model bands " + ",".join(str(b) for b in defaults.bands))
         if defaults.tile_size:
             parts.append(f"tile {defaults.tile_size} px, overlap {defaults.overlap} px")
         source = self.model_path() or "demo model"
@@ -200,7 +202,12 @@ class SegmentDialog(QDialog):
     def form(self) -> PredictForm:
         """The dialog's fields as typed."""
         scene, problem = self.input_path()
+        try:
+            area, bands = area_fields(self, self.iface.mapCanvas()), parse_bands(self.bands_edit.text())
+        except ValueError as error:
+            area, bands, problem = None, (), problem or str(error)
         return PredictForm(
+            area=area, bands=bands,
             scene=scene, scene_problem=problem, model=self.model_path(),
             classes=self.classes_widget.filePath(),
             vector_on=self.vector_check.isChecked(), vector=self.vector_widget.filePath(),

@@ -74,6 +74,8 @@ class PredictForm:
     min_area: float = 0.0
     simplify: float = 0.0
     overwrite: bool = False
+    area: Optional[Mapping[str, object]] = None
+    bands: Tuple[int, ...] = ()
 
 
 def request_from_form(form: PredictForm) -> PredictRequest:
@@ -104,6 +106,8 @@ def request_from_form(form: PredictForm) -> PredictRequest:
         min_area=form.min_area or None,
         simplify=form.simplify or None,
         overwrite=form.overwrite,
+        bands=tuple(form.bands),
+        **dict(form.area or {}),
     )
     check_request(request)
     return request

@@ -86,3 +86,39 @@ def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo
     disc = np.pi * (radius / 2) ** 2 / abs(transform[1] * transform[5])
     assert 0.9 * disc < labelled.sum() < 1.1 * disc  # the one selected polygon, not the other
     print(f"\npolygon: {labelled.sum()} labelled pixels (disc {disc:.0f}) in a {w} x {h} window")
+
+
+def test_dialog_area_and_bands_choices_reach_the_run(tmp_path, qtbot, qgis_iface, loaded_plugin, plugin_settings,
+                                                     jess_geo_predict):
+    from qgis.core import QgsProject
+
+    scene, layer = _scene(tmp_path)
+    QgsProject.instance().addMapLayer(layer)
+    plugin_settings(executable=jess_geo_predict, model="", device="cpu")
+    loaded_plugin.action.trigger()
+    dialog = loaded_plugin.dialog
+    qtbot.waitUntil(lambda: dialog.engine is not None and "classes" in dialog.model_label.text(), timeout=600_000)
+    assert dialog.bands_edit.placeholderText() == "model bands 1,2,3"
+    dialog.layer_combo.setLayer(layer)
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(layer.crs())
+    c, half = layer.extent().center(), layer.extent().height() / 8
+    canvas.setExtent(QgsRectangle(c.x() - half, c.y() - half, c.x() + half, c.y() + half))
+    dialog.area_combo.setCurrentIndex(1)
+    dialog.bands_edit.setText("3,2,1")
+    request = dialog.request()
+    assert request.bbox is not None and request.bbox_crs == layer.crs().authid() and request.bands == (3, 2, 1)
+    dialog.bands_edit.setText("3,x")
+    try:
+        dialog.request()
+        raise AssertionError("bad bands accepted")
+    except ValueError as error:
+        assert "band numbers" in str(error)
+    dialog.bands_edit.setText("")
+    dialog.area_combo.setCurrentIndex(2)
+    dialog.area_selected_check.setChecked(True)
+    try:
+        dialog.request()
+        raise AssertionError("no polygon layer accepted")
+    except ValueError as error:
+        assert "polygon layer" in str(error)
