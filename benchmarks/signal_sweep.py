@@ -115,14 +115,18 @@ def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, ab
     left = sorted(p.name for p in out.iterdir())
     partial = [n for n in left if ".part" in n]
     complete = outputs_valid(out)
+    # Killed by the signal's own default action: the signal came before the console script
+    # installed its handler (interpreter start-up); correct only when nothing was written.
+    early = rc == -sig and sent
     if rc == 0:
         ok = complete and not partial
-    elif rc == 1 and sent:
+    elif (rc == 1 and sent) or early:
         ok = not left
     else:
         ok = False
     return {"offset": round(offset, 3), "absolute": absolute, "sent": sent, "rc": rc, "left": left,
-            "partial": bool(partial) or (bool(left) and not complete), "crash": rc < 0, "ok": ok,
+            "partial": bool(partial) or (bool(left) and not complete), "crash": rc < 0 and not early,
+            "early": early, "ok": ok,
             "stderr": stderr.strip().splitlines()[-1:] if stderr.strip() else [], "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -163,6 +167,7 @@ def main() -> None:
         sent = sum(r["sent"] for r in rs)
         print(f"SIG{name}: runs {len(rs)}, signals sent {sent}, crashes {sum(r['crash'] for r in rs)}, "
               f"runs leaving partial files {sum(r['partial'] for r in rs)}, wrong outcome {sum(not r['ok'] for r in rs)}, "
+              f"ended before the handler was installed {sum(r.get('early', False) for r in rs)}, "
               f"exit codes {dict(sorted(Counter(r['rc'] for r in rs).items()))}")
     if a.json:
         a.json.write_text(json.dumps(records, indent=1))
