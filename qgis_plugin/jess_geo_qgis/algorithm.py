@@ -16,16 +16,20 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputFile,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsRasterLayer,
     QgsVectorLayer,
 )
 
 from . import settings
+from .area import extent_area, parse_bands
 from .protocol import Canceled, ClassEntry, Failed
 from .request import DEVICES, PredictRequest, file_output_problem
 from .runner import run_predict
@@ -139,6 +143,12 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.SIMPLIFY, "Simplify tolerance (map units)",
             QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Segment only this extent (empty = entire layer)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "AOI", "Segment only inside these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterString("BANDS", "Layer bands for the model's inputs, e.g. 3,2,1",
+                                                       optional=True))
 
     @staticmethod
     def _given(parameters: Dict, name: str) -> bool:
@@ -184,7 +194,20 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
             min_area=self._optional_float(parameters, self.MIN_AREA, context),
             simplify=self._optional_float(parameters, self.SIMPLIFY, context),
             overwrite=True,  # Processing replaces its outputs
+            bands=parse_bands(self.parameterAsString(parameters, "BANDS", context) or ""),
+            **self._area(parameters, context),
         )
+
+    def _area(self, parameters, context) -> Dict[str, object]:
+        """--aoi (the polygons, selected only when asked: Processing writes them to a file) or --bbox."""
+        if self._given(parameters, "AOI"):
+            path = self.parameterAsCompatibleSourceLayerPath(parameters, "AOI", context, ["gpkg", "shp"], "gpkg")
+            file, _, layer = path.partition("|layername=")
+            return {"aoi_path": file, "aoi_layer": layer.split("|")[0]}
+        if self._given(parameters, "EXTENT"):
+            extent = self.parameterAsExtent(parameters, "EXTENT", context)
+            return extent_area(extent, self.parameterAsExtentCrs(parameters, "EXTENT", context))
+        return {}
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Optional[str]]:
         request = self._request(parameters, context)

@@ -48,3 +48,15 @@ def polygon_area(layer: QgsVectorLayer, selected_only: bool = False, folder: str
     if error[0] != QgsVectorFileWriter.NoError:
         raise ValueError(f"Could not write the area to {path}: {error[1]}")
     return {"aoi_path": path}
+
+
+def parse_bands(text: str):
+    """``"3,2,1"`` -> (3, 2, 1); empty -> () (the model's bands).
+
+    Raises:
+        ValueError: a value that is not a positive band number.
+    """
+    items = [item.strip() for item in text.replace(" ", ",").split(",") if item.strip()]
+    if not all(item.isdigit() and int(item) >= 1 for item in items):
+        raise ValueError(f"Layer bands {text!r} must be band numbers from 1, one per model band, e.g. 3,2,1.")
+    return tuple(int(item) for item in items)

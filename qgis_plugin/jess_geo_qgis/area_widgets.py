@@ -8,7 +8,7 @@ from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLineEdit
 
-from .area import extent_area, polygon_area
+from .area import extent_area, parse_bands, polygon_area  # noqa: F401 (parse_bands used by the dialog)
 
 AREAS = ("Entire layer", "Map canvas extent", "Polygon layer")
 
@@ -51,14 +51,3 @@ def area_fields(owner, canvas) -> Dict[str, object]:
         return polygon_area(owner.area_layer_combo.currentLayer(), owner.area_selected_check.isChecked())
     return {}
 
-
-def parse_bands(text: str):
-    """``"3,2,1"`` -> (3, 2, 1); empty -> () (the model's bands).
-
-    Raises:
-        ValueError: a value that is not a positive band number.
-    """
-    items = [item.strip() for item in text.replace(" ", ",").split(",") if item.strip()]
-    if not all(item.isdigit() and int(item) >= 1 for item in items):
-        raise ValueError(f"Layer bands {text!r} must be band numbers from 1, one per model band, e.g. 3,2,1.")
-    return tuple(int(item) for item in items)

@@ -46,6 +46,7 @@ class PredictRequest:
     bbox: Optional[Tuple[float, float, float, float]] = None
     bbox_crs: str = ""
     aoi_path: str = ""
+    aoi_layer: str = ""
     bands: Tuple[int, ...] = ()
 
     @property
@@ -217,7 +218,7 @@ def area_arguments(request: PredictRequest) -> List[str]:
     if request.aoi_path and request.bbox is not None:
         raise ValueError("Choose one area: a polygon layer or an extent, not both.")
     if request.aoi_path:
-        return ["--aoi", request.aoi_path]
+        return ["--aoi", request.aoi_path] + (["--aoi-layer", request.aoi_layer] if request.aoi_layer else [])
     if request.bbox is None:
         return []
     xmin, ymin, xmax, ymax = request.bbox

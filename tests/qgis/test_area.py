@@ -122,3 +122,18 @@ def test_dialog_area_and_bands_choices_reach_the_run(tmp_path, qtbot, qgis_iface
         raise AssertionError("no polygon layer accepted")
     except ValueError as error:
         assert "polygon layer" in str(error)
+
+
+def test_processing_segment_with_an_extent_and_polygons(tmp_path, qgis_processing, loaded_plugin, plugin_settings,
+                                                       jess_geo_predict):
+    import processing
+
+    scene, layer = _scene(tmp_path)
+    plugin_settings(executable=jess_geo_predict, model="")
+    c, half = layer.extent().center(), layer.extent().height() / 8
+    box = f"{c.x() - half},{c.x() + half},{c.y() - half},{c.y() + half} [{layer.crs().authid()}]"
+    results = processing.run("jessgeo:segmentraster", {
+        "INPUT": str(scene), "EXTENT": box, "DEVICE": "cpu", "BANDS": "1,2,3",
+        "OUTPUT": str(tmp_path / "box.tif"), "VECTOR_OUTPUT": str(tmp_path / "box.gpkg")})
+    values, nodata, _ = _read(results["OUTPUT"])
+    assert values.shape[0] < layer.height() and (values == nodata).any() and (values != nodata).any()
