@@ -2,7 +2,9 @@
 
     python benchmarks/batch_mustshow.py throughput WORKDIR   # 8 sample-sized scenes: loop vs --workers 2
     python benchmarks/batch_mustshow.py overhead             # per-task round trip on a warm LocalCluster
-    python benchmarks/batch_mustshow.py blocks WORKDIR SIZE BLOCK  # block-parallel run, peak RSS per worker
+    python benchmarks/batch_mustshow.py blocks WORKDIR SIZE BLOCK [PIXEL_M]  # block-parallel run, peak RSS per worker
+        (PIXEL_M: pixel size of the generated mosaic; 0.0025 = 8x finer than the demo model's 2 cm,
+         so a 20000 x 20000 scene is 2500 x 2500 working pixels: the read and assembly are full size)
     python benchmarks/batch_mustshow.py kill WORKDIR         # SIGKILL one worker mid-run
 
 Each mode prints one JSON line. Run modes in separate processes; on a shared machine say so.
@@ -43,12 +45,16 @@ def _variants(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def _mosaic(path: Path, size: int) -> Path:
+def _mosaic(path: Path, size: int, pixel: float | None = None) -> Path:
+    """The sample scene tiled to ``size`` x ``size``; ``pixel`` (metres) overrides its pixel size."""
     with rasterio.open(SAMPLE) as src:
         data, prof = src.read(), dict(src.profile)
+    if pixel is not None:
+        t = prof["transform"]
+        prof["transform"] = rasterio.Affine(pixel, 0, t.c, 0, -pixel, t.f)
     reps = (1, -(-size // data.shape[1]), -(-size // data.shape[2]))
     big = np.tile(data, reps)[:, :size, :size]
-    prof.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    prof.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
     with rasterio.open(path, "w", **prof) as dst:
         dst.write(big)
     return path
@@ -96,12 +102,12 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def blocks(work: Path, size: int, block: int) -> dict:
+def blocks(work: Path, size: int, block: int, pixel: float | None = None) -> dict:
     from jess_geo.distributed.cluster import open_client
     from jess_geo.inference.batch import predict_many
     from jess_geo.models.modelfile import bundled_demo_model
 
-    scene = _mosaic(work / f"mosaic_{size}.tif", size)
+    scene = _mosaic(work / f"mosaic_{size}.tif", size, pixel)
     t0 = time.perf_counter()
     with open_client(workers=2, threads_per_worker=1) as client:
         recs = predict_many([scene], bundled_demo_model(), output_dir=work / f"out_{size}", client=client, block_size=block,
@@ -151,7 +157,7 @@ if __name__ == "__main__":
     elif mode == "overhead":
         out = overhead()
     elif mode == "blocks":
-        out = blocks(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        out = blocks(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else None)
     else:
         out = kill(Path(sys.argv[2]))
     print(json.dumps({"mode": mode, **out}))
