@@ -165,6 +165,17 @@ def test_adapt_records_the_adaptation(base_model: Path, folders: dict[str, Path]
     base_meta = json.loads(run_cli("info", base_model, "--json").stdout)
     assert meta["classes"] == base_meta["classes"] and meta["normalization"] == base_meta["normalization"]
     assert "adaptation:" in run_cli("info", out / "model.pt").stdout
+    # Before: the base model's figures on the same source validation and target data, before any
+    # step; after: the adapted model's (its metrics). The summary line shows both.
+    before, after = a["before"], meta["metrics"]
+    assert set(before) >= {"source_energy", "target_energy", "energy_gap", "val_miou"}
+    assert before["energy_gap"] == pytest.approx(before["target_energy"] - before["source_energy"])
+    base_energies = base_meta["metrics"]
+    assert before["source_energy"] == pytest.approx(base_energies["source_energy"], rel=1e-4)  # the base run's own figure
+    line = next(x for x in printed.splitlines() if x.startswith("energy:"))
+    print(line)
+    assert f"target {before['target_energy']:.3f} -> {after['target_energy']:.3f}" in line
+    assert f"gap {before['energy_gap']:.3f} -> {after['target_energy'] - after['source_energy']:.3f}" in line
 
 
 def test_adapt_split_batchnorm_saves_target_statistics(base_model: Path, folders: dict[str, Path], run_cli: Callable) -> None:

@@ -47,7 +47,8 @@ def run_key(cfg: TrainConfig, adaptation: dict[str, Any] | None) -> dict[str, An
     """The settings that identify a run (a fine-tuning of another base model is another run)."""
     key = cfg.to_dict()
     key["trainer"] = {k: v for k, v in key["trainer"].items() if k not in NOT_IN_RUN_KEY}
-    key["adaptation"] = {k: v for k, v in adaptation.items() if k != "epochs"} if adaptation else None
+    # The base model's figures before adaptation are measured, not chosen: not part of the run.
+    key["adaptation"] = {k: v for k, v in adaptation.items() if k not in ("epochs", "before")} if adaptation else None
     return key
 
 
