@@ -30,7 +30,9 @@ from .labels_export import export_features
 from .protocol import Canceled, Failed
 from .sources import raster_file
 from .train_runner import run_train
-from .training import ACCELERATORS, TrainRequest, classes_from_info, epoch_text, parse_class_lines
+from .training import (
+    ACCELERATORS, TrainRequest, classes_from_info, energy_shift, epoch_text, parse_class_lines, shift_text,
+)
 
 MODEL_FILTER = "jess-geo model files (*.pt)"
 RECIPE_FILTER = "Training recipes (*.yaml *.yml)"
@@ -53,7 +55,10 @@ ADAPT_HELP = "\n\n".join([
     "The adapted model keeps the base model's classes, bands and resolution and records what it "
     "was adapted to; it is written to OUTPUT_MODEL only when adaptation succeeds, and becomes the model "
     "of the \"Segment with jess-geo\" dialog. SOURCE_ENERGY and TARGET_ENERGY are the mean free "
-    "energies of the adapted model on both (JESS lowers the target's).",
+    "energies of the adapted model on both (JESS lowers the target's); SOURCE_ENERGY_BEFORE and "
+    "TARGET_ENERGY_BEFORE are the base model's on the same data, measured before the first step, and "
+    "GAP_BEFORE / GAP_AFTER the target-minus-source gap of each, so the log and the outputs show what "
+    "adaptation changed.",
 ])
 
 
@@ -77,7 +82,7 @@ def _run(request: TrainRequest, feedback) -> Dict[str, object]:
         feedback.reportError("Cancelled; no model file was written.")
         return {}
     figures = {os.path.basename(p): p for p in outcome.figures}
-    return {
+    results = {
         "OUTPUT_MODEL": outcome.model_path,
         "VAL_ACCURACY": outcome.metrics.get("val_accuracy"),
         "VAL_MIOU": outcome.metrics.get("val_miou"),
@@ -86,6 +91,12 @@ def _run(request: TrainRequest, feedback) -> Dict[str, object]:
         "SOURCE_ENERGY": outcome.metrics.get("source_energy"),
         "TARGET_ENERGY": outcome.metrics.get("target_energy"),
     }
+    if "adapted" in outcome.metrics:  # jess-geo adapt: the base model's figures before, the adapted model's after
+        summary = shift_text(outcome.metrics)
+        if summary:
+            feedback.pushInfo(summary)
+        results.update(energy_shift(outcome.metrics))
+    return results
 
 
 def _add_common(algorithm) -> None:
@@ -213,6 +224,10 @@ class AdaptAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             "SOURCE_LABELS", "Their labels (folder)", behavior=QgsProcessingParameterFile.Folder))
         _add_common(self)
+        self.addOutput(QgsProcessingOutputNumber("SOURCE_ENERGY_BEFORE", "Base model's mean free energy on the source data"))
+        self.addOutput(QgsProcessingOutputNumber("TARGET_ENERGY_BEFORE", "Base model's mean free energy on the target layer"))
+        self.addOutput(QgsProcessingOutputNumber("GAP_BEFORE", "Energy gap (target - source) of the base model"))
+        self.addOutput(QgsProcessingOutputNumber("GAP_AFTER", "Energy gap (target - source) of the adapted model"))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, object]:
         target = _raster_paths([self.parameterAsRasterLayer(parameters, "INPUT", context)])

@@ -260,3 +260,37 @@ def _number(value: object) -> Optional[float]:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+# The adapt run's before/after figures offered as Processing outputs: name -> (side, engine key).
+SHIFT_OUTPUTS = {
+    "SOURCE_ENERGY_BEFORE": ("before", "source_energy"),
+    "TARGET_ENERGY_BEFORE": ("before", "target_energy"),
+    "GAP_BEFORE": ("before", "energy_gap"),
+    "GAP_AFTER": ("after", "energy_gap"),
+}
+
+
+def energy_shift(metrics: Dict[str, object]) -> Dict[str, Optional[float]]:
+    """The SHIFT_OUTPUTS of an ``adapt --json`` result (None where the engine measured none)."""
+    adapted = metrics.get("adapted")
+    sides = adapted if isinstance(adapted, dict) else {}
+    figures = {}
+    for name, (side, key) in SHIFT_OUTPUTS.items():
+        values = sides.get(side)
+        figures[name] = _number(values.get(key)) if isinstance(values, dict) else None
+    return figures
+
+
+def shift_text(metrics: Dict[str, object]) -> str:
+    """'target energy before -1.436, after -1.423; gap before ..., after ...' ('' when not measured)."""
+    shift = energy_shift(metrics)
+    target_after = _number(metrics.get("target_energy"))
+    parts = []
+    for label, before, after in (("target energy", shift["TARGET_ENERGY_BEFORE"], target_after),
+                                 ("gap", shift["GAP_BEFORE"], shift["GAP_AFTER"])):
+        if before is not None and after is not None:
+            parts.append(f"{label} before {before:.3f}, after {after:.3f}")
+    if not parts:
+        return ""
+    return "; ".join(parts) + " (mean free energy; gap = target - source; base model before, adapted model after)"

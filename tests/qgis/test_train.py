@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from qgis.core import QgsProject, QgsRasterLayer, QgsSettings, QgsVectorLayer
+from qgis.core import QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsSettings, QgsVectorLayer
 
 from plugin_testing import REPO, SAMPLE_TRAIN, polygon_labels, write_tiny_recipe
 
@@ -134,11 +134,17 @@ def test_processing_adapt_writes_an_adapted_model_and_makes_it_current(
     base = REPO / "jess_geo" / "assets" / "demo_model.pt"
     scene = QgsRasterLayer(str(REPO / "sample_data" / "scene.tif"), "scene", "gdal")
     target = training_project["out"] / "adapted.pt"
+    log = []
+
+    class Feedback(QgsProcessingFeedback):
+        def pushInfo(self, info):
+            log.append(info)
+
     results = processing.run("jessgeo:adapt", {
         "INPUT": scene, "BASE_MODEL": str(base), "SOURCE_IMAGES": str(SAMPLE_TRAIN / "images"),
         "SOURCE_LABELS": str(SAMPLE_TRAIN / "masks"), "RECIPE": training_project["recipe"], "EPOCHS": 1,
         "DEVICE": "cpu", "OUTPUT_MODEL": str(target),
-    })
+    }, feedback=Feedback())
     assert results["OUTPUT_MODEL"] == str(target) and target.is_file()
     assert QgsSettings().value("jess_geo/model") == str(target)
     info = json.loads(subprocess.run([jess_geo_exe, "info", str(target), "--json"], capture_output=True,
@@ -146,3 +152,14 @@ def test_processing_adapt_writes_an_adapted_model_and_makes_it_current(
     adaptation = info.get("adaptation") or (info.get("metadata") or {}).get("adaptation")
     assert adaptation["base_model"]["name"] == "demo_model.pt"
     assert adaptation["target_images"] == [str((REPO / "sample_data" / "scene.tif").resolve())]
+    # What changed: the base model's energies before the first step (recorded in the model) and
+    # the adapted model's after, as outputs and as one line of the log.
+    before = adaptation["before"]
+    assert results["TARGET_ENERGY_BEFORE"] == pytest.approx(before["target_energy"])
+    assert results["SOURCE_ENERGY_BEFORE"] == pytest.approx(before["source_energy"])
+    assert results["GAP_BEFORE"] == pytest.approx(before["target_energy"] - before["source_energy"])
+    assert results["GAP_AFTER"] == pytest.approx(results["TARGET_ENERGY"] - results["SOURCE_ENERGY"])
+    summary = next(line for line in log if line.startswith("target energy before"))
+    print(summary)
+    assert (f"target energy before {before['target_energy']:.3f}, after {results['TARGET_ENERGY']:.3f}; "
+            f"gap before {results['GAP_BEFORE']:.3f}, after {results['GAP_AFTER']:.3f}") in summary
