@@ -10,6 +10,8 @@ rolls back the outputs it created when one rename fails.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import uuid
@@ -86,12 +88,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 def remove_quietly(path: Path) -> None:
     """Delete a file (and GDAL side-car files) if present."""
     for p in [Path(str(path) + side) for side in _SIDE_CARS] + _style_sidecar(Path(path)):
-        try:
+        with contextlib.suppress(OSError):
             p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
 
 
 _SIDE_CARS = ("", ".aux.xml", "-journal", "-wal", "-shm")

@@ -13,6 +13,8 @@ leaves the original untouched. A Shapefile is several files; they are moved toge
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -132,12 +134,8 @@ def _copy_gpkg(src: Path, dst: Path) -> None:
 
 def _remove(paths: list[Path]) -> None:
     for p in paths + [Path(f"{paths[0]}{side}") for side in ("-journal", "-wal", "-shm")]:
-        try:
+        with contextlib.suppress(OSError):
             p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
 
 
 @contextmanager
