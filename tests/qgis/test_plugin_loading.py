@@ -45,6 +45,11 @@ def test_plugin_sources_never_import_the_engine_or_pyqt_directly():
 
 
 def test_plugin_loads_and_unloads_cleanly(qgis_iface, qgis_new_project):
+    # Tests that ran before may have imported plugin modules directly (not through QGIS's
+    # plugin loader, which would track them): forget those, so what is checked below is what
+    # loadPlugin imports and unloadPlugin removes.
+    for name in [m for m in sys.modules if m == PLUGIN_NAME or m.startswith(PLUGIN_NAME + ".")]:
+        del sys.modules[name]
     main_window = qgis_iface.mainWindow()
     qgis.utils.plugin_paths.append(str(PLUGIN_DIR.parent))
     qgis.utils.updateAvailablePlugins()
