@@ -160,3 +160,28 @@ def loaded_plugin(qgis_iface, qgis_new_project):
         if dialog is not None and dialog.task is not None:
             dialog.task.cancel()
         assert qgis.utils.unloadPlugin(PLUGIN_NAME)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._jess_geo_exitstatus = int(exitstatus)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config):
+    """End the QGIS test process right after pytest's report, before QGIS's own teardown.
+
+    The results are printed by then. Tearing down QgsApplication after ~50 tests that opened
+    layers, tasks and GDAL datasets (through QGIS and through osgeo) aborted once in CI with
+    "double free or corruption" *after* a green report, which turned a passing run into exit
+    134. That teardown belongs to the test harness, not to the plugin (a user's QGIS never runs
+    it); skipping it keeps the exit code equal to the test result.
+    """
+    status = getattr(config, "_jess_geo_exitstatus", None)
+    if status is None or os.environ.get("JESS_GEO_QGIS_FULL_TEARDOWN"):
+        return
+    import gc
+
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
