@@ -42,20 +42,26 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def inherited_config(base: dict[str, Any], config: str | Path | None, flags: dict[str, Any],
+                     defaults: dict[str, Any], dropped: Any = ()) -> TrainConfig:
+    """Base model's recipe < ``defaults`` < config file < flags (flags in ``dropped`` left out)."""
+    named = set(flatten(read_config_file(config))) if config else set()
+    named |= {k for k, v in flags.items() if v is not None}
+    recipe = flatten(base.get("training") or {})
+    merged = {k: recipe[k] for k in INHERITED if k in recipe}
+    merged.update(defaults)
+    overrides = {k: v for k, v in merged.items() if k not in named}
+    overrides.update({k: v for k, v in flags.items() if v is not None and k not in dropped})
+    return load_config(config, overrides)
+
+
 def adapt_config(base: dict[str, Any], config: str | Path | None, flags: dict[str, Any]) -> TrainConfig:
     """The fine-tuning config: base recipe < adapt defaults < config file < flags; data as the base model's."""
     if not flags.get("target_images"):
         raise ConfigError("adapt needs --target-images, a folder of unlabelled images from the new camera or season.")
     if not flags.get("images") or not flags.get("masks"):
         raise ConfigError("adapt needs --images and --masks, the labelled source images (as used to train MODEL).")
-    named = set(flatten(read_config_file(config))) if config else set()
-    named |= {k for k, v in flags.items() if v is not None}
-    recipe = flatten(base.get("training") or {})
-    defaults = {k: recipe[k] for k in INHERITED if k in recipe}
-    defaults.update(ADAPT_DEFAULTS)
-    overrides = {k: v for k, v in defaults.items() if k not in named}
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    cfg = load_config(config, overrides)
+    cfg = inherited_config(base, config, flags, ADAPT_DEFAULTS)
     if cfg.method != "jess":
         raise ConfigError("adapt fine-tunes with JESS; remove `method: baseline` from the config.")
     cfg.data.bands = list(base["bands"])

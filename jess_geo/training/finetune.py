@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from jess_geo.errors import ConfigError
 from jess_geo.models.modelfile import LoadedModel, load_model_file
-from jess_geo.training.adapt import INHERITED, sha256
-from jess_geo.training.config import TrainConfig, flatten, load_config, read_config_file
+from jess_geo.training.adapt import inherited_config, sha256
+from jess_geo.training.config import TrainConfig
 
 FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 2e-4, "epochs": 5, "warmup_epochs": 0}
 # Flags that would contradict what the model file fixes.
@@ -29,14 +29,7 @@ def finetune_config(base: dict[str, Any], config: str | Path | None, flags: dict
         if flags.get(key) is not None:
             option = "--" + key.replace("_", "-")
             raise ConfigError(f"--init keeps the model's {what}; drop {option}.")
-    named = set(flatten(read_config_file(config))) if config else set()
-    named |= {k for k, v in flags.items() if v is not None}
-    recipe = flatten(base.get("training") or {})
-    defaults = {k: recipe[k] for k in INHERITED if k in recipe}
-    defaults.update(FINETUNE_DEFAULTS)
-    overrides = {k: v for k, v in defaults.items() if k not in named}
-    overrides.update({k: v for k, v in flags.items() if v is not None and k not in KEPT_BY_MODEL})
-    cfg = load_config(config, overrides)
+    cfg = inherited_config(base, config, flags, FINETUNE_DEFAULTS, dropped=KEPT_BY_MODEL)
     cfg.data.classes = None
     cfg.data.bands = list(base["bands"])
     cfg.data.gsd = base["resolution"].get("gsd")
