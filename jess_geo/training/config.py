@@ -39,6 +39,7 @@ class DataConfig:
     batch_size: int = 8
     samples_per_epoch: int = 128
     val_crop: int = 512
+    balance: float = 0.0
 
 
 @dataclass
@@ -64,6 +65,17 @@ class OptimConfig:
 
 
 @dataclass
+class LossConfig:
+    """The training loss (``jess_geo.training.losses``): ``name`` is ce, wce (class weights from the
+    training labels), ce+dice, ce+lovasz (``region_weight`` times the region term), focal or wfocal."""
+
+    name: str = "ce"
+    focal_gamma: float = 2.0
+    region_weight: float = 1.0
+    weight_clip: float = 10.0
+
+
+@dataclass
 class JessConfig:
     """The JESS energy term (used when ``method`` is jess)."""
 
@@ -86,12 +98,12 @@ class TrainerConfig:
 
 
 SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "augment": AugmentConfig,
-    "jess": JessConfig, "trainer": TrainerConfig,
+    "data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "loss": LossConfig,
+    "augment": AugmentConfig, "jess": JessConfig, "trainer": TrainerConfig,
 }
 TOP_LEVEL = ("output_dir", "method", "seed")
 # Flat names that are not the field's own name (flat configs and command-line flags).
-FLAT_ALIASES = {"jess_batchnorm": ("jess", "batchnorm")}
+FLAT_ALIASES = {"jess_batchnorm": ("jess", "batchnorm"), "loss": ("loss", "name")}
 
 
 @dataclass
@@ -104,6 +116,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     jess: JessConfig = field(default_factory=JessConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

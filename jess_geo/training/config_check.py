@@ -16,6 +16,9 @@ from jess_geo.errors import ConfigError
 if TYPE_CHECKING:
     from jess_geo.training.config import TrainConfig
 
+# Training losses (jess_geo.training.losses): plain, class-weighted, plus a region term, focal.
+LOSSES = ("ce", "wce", "ce+dice", "ce+lovasz", "focal", "wfocal")
+
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -110,6 +113,7 @@ RULES: list[tuple[str | None, str, Callable[[Any], bool], str]] = [
     ("data", "val_crop", _multiple_of_32, "a multiple of 32 (e.g. 512)"),
     ("data", "batch_size", lambda v: v >= 1, "at least 1"),
     ("data", "samples_per_epoch", lambda v: v >= 1, "at least 1"),
+    ("data", "balance", lambda v: 0 <= v <= 1, "in [0, 1] (the share of crops centred on a rare class)"),
     ("model", "decoder_channels", lambda v: len(v) == 5 and all(c >= 1 for c in v), "five positive integers such as [128, 64, 32, 16, 16]"),
     ("model", "tile_size", _multiple_of_32, "a multiple of 32 (e.g. 512)"),
     ("model", "overlap", lambda v: v >= 0, "0 or more"),
@@ -118,6 +122,10 @@ RULES: list[tuple[str | None, str, Callable[[Any], bool], str]] = [
     ("optim", "weight_decay", lambda v: v >= 0, "0 or more"),
     ("optim", "scheduler", lambda v: v in ("cosine", "none"), "cosine or none"),
     ("optim", "warmup_epochs", lambda v: v >= 0, "0 or more"),
+    ("loss", "name", lambda v: v in LOSSES, ", ".join(LOSSES)),
+    ("loss", "focal_gamma", lambda v: 0 <= v <= 10, "in [0, 10]"),
+    ("loss", "region_weight", lambda v: v >= 0, "0 or more"),
+    ("loss", "weight_clip", lambda v: v >= 1, "at least 1"),
     ("augment", "color_noise", lambda v: v >= 0, "0 or more"),
     ("augment", "brightness", lambda v: v >= 0, "0 or more"),
     ("augment", "contrast", lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -9,14 +9,13 @@ from typing import Any, Callable, Iterator, Sequence, Union
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from jess_geo.classes import IGNORE
 from jess_geo.data.augment import AugmentConfig, augment_batch
 from jess_geo.models.layout import fast_input, to_fast_layout
 from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
 from jess_geo.training.energy import free_energy, jess_energy_loss
+from jess_geo.training.losses import Criterion, cross_entropy
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
 from jess_geo.training.trainer import broadcast_buffers, freeze_unused_parameters, reduce_sum
 
@@ -24,7 +23,8 @@ TargetLoader = Union[DataLoader, Callable[[], DataLoader]]
 
 
 class SegmentationTask(L.LightningModule):
-    """Cross-entropy on labelled source crops; with ``target_loader``, plus lambda times the energy gap.
+    """A supervised loss on labelled source crops (``criterion``, default cross-entropy); with
+    ``target_loader``, plus lambda times the energy gap.
 
     JESS step: source and target crops share ONE forward pass; the source crops double as the
     energy contrast set, so a step costs one forward/backward over ``batch + target_batch`` crops
@@ -61,6 +61,7 @@ class SegmentationTask(L.LightningModule):
         seed: int = 0,
         time_budget_s: float | None = None,
         batchnorm: str = "split",
+        criterion: Criterion | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -75,6 +76,7 @@ class SegmentationTask(L.LightningModule):
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}")
         self.batchnorm = batchnorm
+        self.criterion = criterion  # None: plain cross-entropy (jess_geo.training.losses.make_criterion)
         self.target_stats = DomainStatistics(model) if (batchnorm == "split" and target_loader is not None) else None
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
         self.target_aug_gen = torch.Generator().manual_seed(seed + 2)
@@ -126,17 +128,19 @@ class SegmentationTask(L.LightningModule):
             logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
         else:
             logits = self.model(x)
-        if (y != IGNORE).any():
-            ce = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
+        if self.criterion is None:
+            ce = sup = cross_entropy(logits, y)
         else:
-            ce = logits.sum() * 0.0
-        loss = ce
+            sup = self.criterion(logits, y)
+            with torch.no_grad():  # plain cross-entropy stays in the curves, comparable across losses
+                ce = cross_entropy(logits.detach(), y)
+        loss = sup
         n = x.shape[0]
         self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if shared:
             e_loss, et, es = jess_energy_loss(free_energy(logits_t), free_energy(logits), vt, valid, reg=self.energy_reg)
             if self.energy_weight > 0:
-                loss = ce + self.energy_weight * e_loss
+                loss = sup + self.energy_weight * e_loss
             self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
             self.log("train_energy_source", es, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
