@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from jess_geo.training.config import load_config
+from jess_geo.training.config_check import LOSSES
 
 
 def training_options(f: Any) -> Any:
@@ -75,6 +76,10 @@ def report(result: dict[str, Any], as_json: bool) -> bool:
 @click.option("--method", type=click.Choice(["baseline", "jess"]), help="baseline (cross-entropy) or jess (adds the energy term).")
 @click.option("--encoder", help="smp encoder name (default timm-tf_efficientnet_lite0).")
 @click.option("--encoder-weights", "encoder_weights", help="imagenet, none, or a path to a weights file.")
+@click.option("--loss", type=click.Choice(LOSSES),
+              help="Training loss: ce (default), wce (class weights from label frequencies), ce+dice, ce+lovasz, focal, wfocal.")
+@click.option("--balance", type=float,
+              help="Share of training crops centred on a pixel of a rare class, 0-1 (default 0: uniform random crops).")
 @click.option("--photo-scale", "photo_scale", type=float, help="Working scale for photos (0.5 = half size).")
 @click.option("--gsd", type=float, help="Working ground sampling distance for georeferenced images (CRS units).")
 @click.option("--init", "init", type=click.Path(dir_okay=False),

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
 from jess_geo.data.dataset import SceneDataset, collate, random_sampler, grid_sampler
+from jess_geo.data.sampling import ClassBalancedSampler, class_counts
 from jess_geo.data.scenes import Scene
 
 
@@ -36,7 +38,8 @@ class ShardSampler(Sampler):
 
 @dataclass
 class LoaderSettings:
-    """Crop sizes, batch size and crops per epoch (whole run, all ranks together)."""
+    """Crop sizes, batch size and crops per epoch (whole run, all ranks together); ``balance`` is the
+    share of training crops centred on a rare-class pixel (``jess_geo.data.sampling``)."""
 
     crop_size: int
     val_crop: int
@@ -44,6 +47,7 @@ class LoaderSettings:
     samples_per_epoch: int
     seed: int
     jess: bool = False
+    balance: float = 0.0
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -64,6 +68,10 @@ class SceneDataModule(L.LightningDataModule):
         """Optimiser steps per epoch for one process (divide by the world size under DDP)."""
         return max(1, self.settings.samples_per_epoch // self.settings.batch_size)
 
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """Labelled pixels per class channel of the training scenes (for class-weighted losses)."""
+        return class_counts(self.train_ds.scenes, num_classes)
+
     def _ranks(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -72,7 +80,11 @@ class SceneDataModule(L.LightningDataModule):
         rank, world = self._ranks()
         s = self.settings
         steps = max(1, self.steps_per_epoch // world)
-        sampler = random_sampler(self.train_ds, s.crop_size, steps * s.batch_size, s.seed + 1000 * rank)
+        seed = s.seed + 1000 * rank
+        if s.balance > 0:
+            sampler = ClassBalancedSampler(self.train_ds, s.crop_size, steps * s.batch_size, s.balance, seed)
+        else:
+            sampler = random_sampler(self.train_ds, s.crop_size, steps * s.batch_size, seed)
         return DataLoader(self.train_ds, batch_size=s.batch_size, sampler=sampler, collate_fn=collate)
 
     def target_dataloader(self) -> DataLoader:

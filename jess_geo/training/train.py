@@ -19,6 +19,7 @@ from jess_geo.data.normalization import compute_stats
 from jess_geo.errors import Cancelled, ConfigError
 from jess_geo.models.factory import architecture_dict, build_model
 from jess_geo.models.modelfile import LoadedModel
+from jess_geo.shift.reference import record_feature_stats
 from jess_geo.training.config import TrainConfig
 from jess_geo.training.loading import RunScenes, load_run_scenes
 from jess_geo.training.metadata import jess_record, model_metadata
@@ -27,6 +28,7 @@ from jess_geo.training.recorder import RunRecorder, headline, write_json
 from jess_geo.training.resume import (
     PrepareRunFolder, RunFolder, SaveOnInterrupt, checkpoint_callback, plan_run_folder, run_key, stop_message,
 )
+from jess_geo.training.losses import make_criterion
 from jess_geo.training.task import SegmentationTask
 from jess_geo.training.trainer import build_trainer, fit
 
@@ -74,7 +76,8 @@ def _task(cfg: TrainConfig, net: Network, classes: ClassTable, dm: SceneDataModu
         energy_weight=cfg.jess.energy_weight if jess else 0.0, energy_reg=cfg.jess.energy_reg,
         seed=cfg.seed,
         time_budget_s=cfg.trainer.max_minutes * 60 * 0.97 if cfg.trainer.max_minutes else None,
-        batchnorm=cfg.jess.batchnorm,
+        batchnorm=cfg.jess.batchnorm, energy=cfg.jess.energy, margin=cfg.jess.margin,
+        criterion=None if cfg.loss.name == "ce" else make_criterion(cfg.loss, dm.class_counts(len(classes.names))),
     )
 
 
@@ -156,10 +159,12 @@ def run_training(
         meta["init_model"] = init_model
     d = cfg.data
     dm = SceneDataModule(scenes.train, scenes.val, scenes.target, net.normalization,
-                         LoaderSettings(d.crop_size, d.val_crop, d.batch_size, d.samples_per_epoch, cfg.seed))
+                         LoaderSettings(d.crop_size, d.val_crop, d.batch_size, d.samples_per_epoch, cfg.seed, balance=d.balance))
     recorder = RunRecorder(folder.out, meta, folder.rows, folder.best, folder.best_metrics)
     saver = SaveOnInterrupt(folder.last)
     trainer = build_trainer(cfg.trainer, [PrepareRunFolder(folder), recorder, checkpoint_callback(folder), saver], progress_bar)
     task = _task(cfg, net, classes, dm, trainer.world_size)
     _fit(trainer, task, dm, folder, recorder, saver, cfg.trainer.epochs)
+    if trainer.is_global_zero:  # the training data's feature statistics, for `jess-geo check` (helper D)
+        record_feature_stats(folder.out / "model.pt", scenes.train, net.normalization, cfg.model.tile_size)
     return _finish(trainer, folder, recorder, cfg, net.weights_note)
