@@ -146,6 +146,63 @@ def _check_tiling(meta: Mapping[str, Any]) -> None:
         raise _Bad("ignore_index", f"is {meta['ignore_index']!r}; jess-geo models use {IGNORE}")
 
 
+ADAPTATION_METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot")
+
+
+def _check_adaptation(meta: Mapping[str, Any]) -> None:
+    record = meta.get("adaptation")
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise _Bad("adaptation", f"must be an object or null, not {_type_name(record)}")
+    method = record.get("method", "jess")
+    if method not in ADAPTATION_METHODS:
+        raise _Bad("adaptation.method", f"is {method!r}, not one of {', '.join(ADAPTATION_METHODS)}")
+
+
+def _check_colour_alignment(meta: Mapping[str, Any], in_channels: int) -> None:
+    align = meta.get("colour_alignment")
+    if align is None:
+        return
+    if not isinstance(align, dict):
+        raise _Bad("colour_alignment", f"must be an object or null, not {_type_name(align)}")
+    if align.get("kind") != "histogram_matching":
+        raise _Bad("colour_alignment.kind", f"is {align.get('kind')!r}, not 'histogram_matching'")
+    bands = align.get("bands")
+    if not isinstance(bands, list) or len(bands) != in_channels:
+        raise _Bad("colour_alignment.bands", f"must list one table per input band ({in_channels})")
+    for i, band in enumerate(bands):
+        field = f"colour_alignment.bands[{i}]"
+        if not isinstance(band, dict) or not isinstance(band.get("input"), list) or not band["input"]:
+            raise _Bad(field, "must be an object with lists input and output")
+        if not isinstance(band.get("output"), list) or len(band["output"]) != len(band["input"]):
+            raise _Bad(f"{field}.output", f"must be a list as long as input ({len(band['input'])} values)")
+        x = [_number(v, f"{field}.input[{k}]") for k, v in enumerate(band["input"])]
+        y = [_number(v, f"{field}.output[{k}]") for k, v in enumerate(band["output"])]
+        if any(b <= a for a, b in zip(x, x[1:])):
+            raise _Bad(f"{field}.input", "is not strictly increasing")
+        if any(b < a for a, b in zip(y, y[1:])):
+            raise _Bad(f"{field}.output", "is decreasing somewhere")
+
+
+def _check_feature_stats(meta: Mapping[str, Any]) -> None:
+    """``feature_stats`` (optional, helper D): per BatchNorm layer, input means and variances."""
+    stats = meta.get("feature_stats")
+    if stats is None:
+        return
+    if not isinstance(stats, dict) or not isinstance(stats.get("layers"), list):
+        raise _Bad("feature_stats", "must be an object with a list of layers, or null")
+    for i, layer in enumerate(stats["layers"]):
+        field = f"feature_stats.layers[{i}]"
+        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str) or not isinstance(layer.get("mean"), list):
+            raise _Bad(field, "must be an object with a name and lists mean and var")
+        if not isinstance(layer.get("var"), list) or len(layer["var"]) != len(layer["mean"]):
+            raise _Bad(f"{field}.var", f"must be a list as long as mean ({len(layer['mean'])} values)")
+        [_number(v, f"{field}.mean[{k}]") for k, v in enumerate(layer["mean"])]
+        if any(_number(v, f"{field}.var[{k}]") < 0 for k, v in enumerate(layer["var"])):
+            raise _Bad(f"{field}.var", "has a negative variance")
+
+
 def validate_metadata(meta: Any, source: str) -> dict[str, Any]:
     """``meta`` unchanged when every field the pipeline reads is well formed.
 
@@ -167,6 +224,9 @@ def validate_metadata(meta: Any, source: str) -> dict[str, Any]:
         _check_normalization(meta, in_channels)
         _check_classes(meta, num_classes)
         _check_tiling(meta)
+        _check_adaptation(meta)
+        _check_colour_alignment(meta, in_channels)
+        _check_feature_stats(meta)
     except _Bad as bad:
         raise ModelFileError(f"{source}: metadata field {bad.field} {bad.problem}; {REMEDY}.") from None
     return meta
