@@ -267,3 +267,48 @@ def test_metadata_keys_agree_with_the_model_file() -> None:
     from jess_geo.models import modelfile
 
     assert set(REQUIRED_KEYS) == set(modelfile.REQUIRED_KEYS)
+
+
+def test_graph_edit_without_the_onnx_package_matches_onnx(exported: Path) -> None:
+    """The wire-level reader gives the props onnx reads, and a graph onnx accepts: Softmax cut, size opened."""
+    import onnx
+
+    from jess_geo.export.onnx_meta import read_onnx_properties
+    from jess_geo.inference.onnx_runtime import logits_graph
+
+    original = onnx.load(str(exported))
+    assert read_onnx_properties(exported) == _props(exported)
+    graph = logits_graph(exported)
+    edited = onnx.load_from_string(graph.model)
+    onnx.checker.check_model(edited)
+    assert original.graph.node[-1].op_type == "Softmax"
+    assert [n.output for n in edited.graph.node] == [n.output for n in original.graph.node[:-1]]
+    assert [o.name for o in edited.graph.output] == [original.graph.node[-1].input[0]]
+    assert [d.dim_param or d.dim_value for d in edited.graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, "height", "width"]
+    assert [d.dim_param or d.dim_value for d in edited.graph.output[0].type.tensor_type.shape.dim] == ["batch", 4, "height", "width"]
+    assert (graph.batch, graph.channels, graph.height, graph.width) == (None, 3, None, None)
+    assert len(edited.graph.initializer) == len(original.graph.initializer)
+    assert edited.metadata_props == original.metadata_props
+
+
+# A fresh interpreter runs `jess-geo predict` (polygons and cover table by default) with an .onnx
+# model and prints which of the heavy packages it loaded.
+ONNX_PROBE = r"""
+import json, sys
+from jess_geo.cli.main import run
+code = run(sys.argv[1:])
+heavy = ("onnx", "torch", "segmentation_models_pytorch", "timm", "torchvision", "lightning", "torchgeo")
+print(json.dumps({"exit": code, "loaded": sorted({m.split(".")[0] for m in sys.modules} & set(heavy))}))
+"""
+
+
+def test_onnx_predict_imports_neither_onnx_nor_torch(exported: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / "scene_classes.tif"
+    proc = subprocess.run([sys.executable, "-c", ONNX_PROBE, "predict", str(SCENE), "--model", str(exported), "-o", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"exit": 0, "loaded": []}
+    assert out.exists() and out.with_suffix(".gpkg").exists()

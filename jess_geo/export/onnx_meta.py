@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from jess_geo.errors import ModelFileError
-from jess_geo.export.extras import require
+from jess_geo.export.onnx_wire import FIELD, WireError, fields, strings
 
 META_KEY = "jess_geo"
 ONNX_FORMAT_VERSION = 1
@@ -64,20 +64,40 @@ def onnx_properties(meta: Mapping[str, Any], graph: Mapping[str, Any], tile_size
 
 
 def read_onnx_properties(path: str | Path) -> dict[str, str]:
-    """All ``metadata_props`` of an ONNX file (the weights are parsed but not kept)."""
+    """All ``metadata_props`` of an ONNX file, read at the protobuf wire level (no ``onnx`` import;
+    the weights are skipped over, not decoded)."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"Model file {path} does not exist; pass an .onnx file written by `jess-geo export`.")
     if not path.is_file():
         raise ModelFileError(f"Model file {path} is a folder, not a file; pass an .onnx file written by `jess-geo export`.")
-    onnx = require("onnx")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeError, ...: a damaged file either way
+        data = path.read_bytes()
+        props, graph = model_properties(data)
+    except (WireError, OSError):
         raise ModelFileError(f"Model file {path} is not a readable ONNX file (corrupt or truncated); export it again with `jess-geo export`.") from None
-    if not proto.graph.node:
+    if graph is None or not any(f.number == FIELD["graph.node"] for f in fields(data, *graph)):
         raise ModelFileError(f"Model file {path} holds no ONNX graph (corrupt or not an ONNX file); export it again with `jess-geo export`.")
-    return {p.key: p.value for p in proto.metadata_props}
+    return props
+
+
+def model_properties(data: bytes) -> tuple[dict[str, str], tuple[int, int] | None]:
+    """A serialised ModelProto's ``metadata_props`` and the span of its graph (None: no graph).
+
+    Raises :class:`~jess_geo.export.onnx_wire.WireError` for a damaged or truncated message.
+    """
+    props: dict[str, str] = {}
+    graph = None
+    for f in fields(data):
+        if f.wire != 2:
+            continue
+        if f.number == FIELD["model.metadata_props"]:
+            key = strings(data, FIELD["entry.key"], f.value, f.end)
+            value = strings(data, FIELD["entry.value"], f.value, f.end)
+            props[key[-1] if key else ""] = value[-1] if value else ""
+        elif f.number == FIELD["model.graph"]:
+            graph = (f.value, f.end)
+    return props, graph
 
 
 def metadata_from_properties(props: Mapping[str, str], path: str | Path) -> dict[str, Any]:

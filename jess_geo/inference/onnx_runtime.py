@@ -3,7 +3,8 @@
 Each runtime has ``logits(x)``: ``x`` is ``(B, C, H, W)`` float32, already normalised by the
 pipeline; it returns ``(B, K, H, W)`` float32 logits. Exported files end in a Softmax (QGIS
 Deepness wants probabilities); :func:`logits_graph` cuts that last node off, so the runtimes
-return the logits the energy output needs. Neither torch nor the model code is imported here.
+return the logits the energy output needs. Neither torch, the model code nor the ``onnx`` package
+is imported here (the graph is edited at the protobuf wire level).
 
 Settings for throughput on the CPU, the case these runtimes are for:
 
@@ -32,6 +33,8 @@ import numpy as np
 
 from jess_geo.errors import InputError, ModelFileError
 from jess_geo.export.extras import require
+from jess_geo.export.onnx_meta import model_properties
+from jess_geo.export.onnx_wire import FIELD, WireError, fields, length_delimited, replace, strings
 
 RUNTIMES = ("onnxruntime", "openvino")
 
@@ -55,47 +58,114 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _dim(d: Any) -> int | None:
-    return int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-
-
 def logits_graph(source: str | Path | bytes) -> Graph:
-    """Parse an ONNX model (a path or its bytes) and make its logits the output (drop a final Softmax)."""
-    onnx = require("onnx")
+    """Read an ONNX model (a path or its bytes) and make its logits the output (drop a final Softmax).
+
+    Edited at the protobuf wire level (:mod:`jess_geo.export.onnx_wire`): the ``onnx`` package
+    is not imported and the weights are copied, never decoded.
+    """
     name = "the ONNX model" if isinstance(source, bytes) else Path(source).name
+    damaged = f"{name} is not a readable ONNX file (corrupt or truncated); export it again with `jess-geo export`."
     try:
-        proto = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(str(source))
-    except Exception:  # noqa: BLE001 - any parse failure is a damaged file
-        raise ModelFileError(f"{name} is not a readable ONNX file (corrupt or truncated); export it again with `jess-geo export`.") from None
-    graph = proto.graph
-    initialised = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initialised]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise ModelFileError(f"{name} has {len(inputs)} inputs and {len(graph.output)} outputs; jess-geo runs graphs with one of each.")
-    out = graph.output[0]
-    last = [n for n in graph.node if out.name in n.output]
-    if last and last[0].op_type == "Softmax":
-        node = last[0]
-        graph.node.remove(node)
-        logits = onnx.ValueInfoProto()
-        logits.CopyFrom(out)
-        logits.name = node.input[0]
-        graph.output.remove(out)
-        graph.output.append(logits)
-    dims = inputs[0].type.tensor_type.shape.dim
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        props, span = model_properties(data)
+        if span is None:
+            raise WireError("no graph")
+        graph, dims = _logits_graph_message(data, span, name, _any_size(props))
+    except (WireError, OSError):
+        raise ModelFileError(damaged) from None
+    model = replace(data, {FIELD["model.graph"]: lambda _: graph})
+    batch, channels, height, width = dims
+    return Graph(model, channels, height, width, batch)
+
+
+def _logits_graph_message(data: bytes, span: tuple[int, int], name: str, any_size: bool) -> tuple[bytes, list[int | None]]:
+    """The GraphProto at ``span`` with its Softmax output cut off (and its size opened when
+    ``any_size``), and the input's dimensions (None: symbolic)."""
+    parts: dict[int, list[tuple[int, int]]] = {}
+    for f in fields(data, *span):
+        if f.wire == 2:
+            parts.setdefault(f.number, []).append((f.value, f.end))
+    initialised = {n for a, b in parts.get(FIELD["graph.initializer"], []) for n in strings(data, FIELD["tensor.name"], a, b)}
+    inputs = [(a, b) for a, b in parts.get(FIELD["graph.input"], []) if _name(data[a:b]) not in initialised]
+    outputs = parts.get(FIELD["graph.output"], [])
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{name} has {len(inputs)} inputs and {len(outputs)} outputs; jess-geo runs graphs with one of each.")
+    input_info, output_info = data[slice(*inputs[0])], data[slice(*outputs[0])]
+    out_name = _name(output_info)
+    softmax = None
+    for a, b in parts.get(FIELD["graph.node"], []):
+        if out_name in strings(data, FIELD["node.output"], a, b):
+            softmax = (a, b) if strings(data, FIELD["node.op_type"], a, b) == ["Softmax"] else None
+            break  # the node producing the output (ONNX: one producer per value)
+    if softmax is not None:
+        logits_name = strings(data, FIELD["node.input"], *softmax)[0]
+        output_info = replace(output_info, {FIELD["value_info.name"]: lambda _: logits_name.encode("utf-8")})
+    dims = _dims(input_info)
     if len(dims) != 4:
         raise ModelFileError(f"{name} takes a {len(dims)}-d input; jess-geo runs graphs taking (batch, bands, height, width).")
-    if _any_size(proto):
-        for value in (inputs[0], graph.output[0]):
-            for d, sym in zip(value.type.tensor_type.shape.dim[2:], ("height", "width")):
-                d.dim_param = sym  # replaces the fixed dim_value
-    batch, channels, height, width = (_dim(d) for d in dims)
-    return Graph(proto.SerializeToString(), channels, height, width, batch)
+    if any_size:
+        input_info, output_info = _open_size(input_info), _open_size(output_info)
+        dims[2:] = [None, None]
+    new_input, new_output = iter([input_info]), iter([output_info])
+
+    def node(payload: bytes) -> bytes | None:
+        return None if softmax is not None and payload == data[slice(*softmax)] else payload
+
+    graph = replace(data, {
+        FIELD["graph.node"]: node,
+        FIELD["graph.input"]: lambda p: next(new_input) if _name(p) not in initialised else p,
+        FIELD["graph.output"]: lambda _: next(new_output),
+    }, *span)
+    return graph, dims
 
 
-def _any_size(proto: Any) -> bool:
+def _name(value_info: bytes) -> str:
+    names = strings(value_info, FIELD["value_info.name"])
+    return names[-1] if names else ""
+
+
+def _shape_edit(value_info: bytes, edit: Callable[[bytes], bytes | None]) -> bytes:
+    """``value_info`` with ``edit`` applied to its tensor type's shape."""
+    def tensor(t: bytes) -> bytes:
+        return replace(t, {FIELD["tensor_type.shape"]: edit})
+
+    return replace(value_info, {FIELD["value_info.type"]: lambda ty: replace(ty, {FIELD["type.tensor_type"]: tensor})})
+
+
+def _dims(value_info: bytes) -> list[int | None]:
+    """A tensor's dimensions: their size, None where symbolic or unknown."""
+    found: list[int | None] = []
+
+    def shape(s: bytes) -> bytes:
+        for d in fields(s):
+            if d.number == FIELD["shape.dim"] and d.wire == 2:
+                sizes = [f.value for f in fields(s, d.value, d.end) if f.number == FIELD["dim.value"] and f.wire == 0]
+                found.append(sizes[-1] if sizes and 0 < sizes[-1] < 2**63 else None)
+        return s
+
+    _shape_edit(value_info, shape)
+    return found
+
+
+def _open_size(value_info: bytes) -> bytes:
+    """``value_info`` with its last two dimensions made symbolic (``height``, ``width``)."""
+    def shape(s: bytes) -> bytes:
+        seen: list[bytes] = []
+
+        def dim(d: bytes) -> bytes:
+            seen.append(d)
+            i = len(seen) - 1
+            return length_delimited(FIELD["dim.param"], (b"height", b"width")[i - 2]) if i in (2, 3) else d
+
+        return replace(s, {FIELD["shape.dim"]: dim})
+
+    return _shape_edit(value_info, shape)
+
+
+def _any_size(props: dict[str, str]) -> bool:
     """Whether `jess-geo export` checked that this fixed-size graph also runs other multiples of 32."""
-    meta = next((p.value for p in proto.metadata_props if p.key == "jess_geo"), None)
+    meta = props.get("jess_geo")
     try:
         return bool(json.loads(meta)["onnx"]["input"]["any_size"]) if meta else False
     except (ValueError, KeyError, TypeError):
