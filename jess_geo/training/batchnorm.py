@@ -1,7 +1,7 @@
 """BatchNorm statistics for JESS's shared source+target forward pass.
 
 One forward pass over ``cat([source, target])`` saves compute, but BatchNorm then has to be told
-whose statistics to use. Three modes:
+whose statistics to use. Three modes of the shared pass, and the reference code's way:
 
 - ``mixed``: plain BatchNorm over both domains; the running statistics become a source/target mix.
 - ``source``: statistics of the source crops only, applied to the target crops too, so the target
@@ -10,6 +10,10 @@ whose statistics to use. Three modes:
   passes do. The source's running statistics live in the model as usual; the target's are kept
   beside it (``DomainStatistics``) and are the ones an adapted model is saved with, because the
   adapted model is meant for the target camera.
+- ``passes``: no shared pass. Three separate forward passes in the reference code's order
+  (target, source contrast set, labelled source; :func:`separate_passes`): each batch normalised
+  with its own statistics, and every pass updates the one set of running statistics in turn, so
+  the saved model carries their moving-average mix (one target pass to two source passes).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-BATCHNORM_MODES = ("mixed", "source", "split")
+BATCHNORM_MODES = ("mixed", "source", "split", "passes")
+SHARED_MODES = BATCHNORM_MODES[:3]
 
 
 def batchnorm_layers(model: torch.nn.Module) -> list[_BatchNorm]:
@@ -96,8 +101,8 @@ class DomainStatistics(torch.nn.Module):
 def shared_pass(model: torch.nn.Module, n_source: int, mode: str, target: DomainStatistics | None = None) -> Iterator[None]:
     """Within the block, a forward pass of ``model`` in training mode over ``cat([source, target])``
     (``n_source`` source samples first) takes its BatchNorm statistics as ``mode`` says."""
-    if mode not in BATCHNORM_MODES:
-        raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}")
+    if mode not in SHARED_MODES:
+        raise ValueError(f"a shared pass takes batchnorm {SHARED_MODES}")
     if mode == "split" and target is None:
         raise ValueError("batchnorm 'split' needs the target statistics")
     if mode == "mixed":
@@ -114,6 +119,15 @@ def shared_pass(model: torch.nn.Module, n_source: int, mode: str, target: Domain
     finally:
         for m in patched:
             del m.forward
+
+
+def separate_passes(model: torch.nn.Module, source: torch.Tensor, contrast: torch.Tensor,
+                    target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits of the labelled source, the source contrast set and the target batches from three
+    forward passes in the reference code's order (target, contrast, source), BatchNorm as is."""
+    logits_t = model(target)
+    logits_c = model(contrast)
+    return model(source), logits_c, logits_t
 
 
 @contextlib.contextmanager

@@ -82,6 +82,8 @@ class JessConfig:
     energy_weight: float = 0.01
     energy_reg: float = 1e-3
     batchnorm: str = "split"
+    energy: str = "pixel"
+    margin: float | None = None
 
 
 @dataclass

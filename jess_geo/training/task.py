@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from jess_geo.data.augment import AugmentConfig, augment_batch
 from jess_geo.models.layout import fast_input, to_fast_layout
-from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, shared_pass, using_statistics
-from jess_geo.training.energy import free_energy, jess_energy_loss
+from jess_geo.training.batchnorm import BATCHNORM_MODES, DomainStatistics, separate_passes, shared_pass, using_statistics
+from jess_geo.training.energy import energy_term, free_energy
 from jess_geo.training.losses import Criterion, cross_entropy
 from jess_geo.training.metrics import confusion_matrix, metrics_from_confusion
 from jess_geo.training.trainer import broadcast_buffers, freeze_unused_parameters, reduce_sum
@@ -61,6 +61,8 @@ class SegmentationTask(L.LightningModule):
         seed: int = 0,
         time_budget_s: float | None = None,
         batchnorm: str = "split",
+        energy: str = "pixel",
+        margin: float | None = None,
         criterion: Criterion | None = None,
     ) -> None:
         super().__init__()
@@ -76,10 +78,12 @@ class SegmentationTask(L.LightningModule):
         if batchnorm not in BATCHNORM_MODES:
             raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}")
         self.batchnorm = batchnorm
+        self.energy, self.margin = energy, margin  # the form of the energy term (training.energy.energy_term)
         self.criterion = criterion  # None: plain cross-entropy (jess_geo.training.losses.make_criterion)
         self.target_stats = DomainStatistics(model) if (batchnorm == "split" and target_loader is not None) else None
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
         self.target_aug_gen = torch.Generator().manual_seed(seed + 2)
+        self.contrast_aug_gen = torch.Generator().manual_seed(seed + 3)  # batchnorm "passes": the contrast batch
         self._val_cm: dict[int, torch.Tensor] = {}
         self._val_energy: dict[int, list[float]] = {}
         self.epoch_metrics: dict[str, Any] = {}
@@ -123,9 +127,16 @@ class SegmentationTask(L.LightningModule):
             tb = self._next_target()
             xt, vt = augment_batch(tb["image"], tb["valid"].long(), self.augment, self.target_aug_gen, pad_label=0)
             xt, vt = fast_input(xt.to(self.device), self.device), vt.to(self.device).bool()
-            with shared_pass(self.model, x.shape[0], self.batchnorm, self.target_stats):
-                logits_all = self.model(torch.cat([x, xt]))
-            logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
+            contrast = None
+            if self.batchnorm == "passes":  # the reference code's three passes; the contrast set: the source crops re-augmented
+                xc, vc = augment_batch(batch["image"], batch["valid"].long(), self.augment, self.contrast_aug_gen, pad_label=0)
+                xc, vc = fast_input(xc.to(self.device), self.device), vc.to(self.device).bool()
+                logits, logits_c, logits_t = separate_passes(self.model, x, xc, xt)
+                contrast = (logits_c, vc)
+            else:
+                with shared_pass(self.model, x.shape[0], self.batchnorm, self.target_stats):
+                    logits_all = self.model(torch.cat([x, xt]))
+                logits, logits_t = logits_all[: x.shape[0]], logits_all[x.shape[0] :]
         else:
             logits = self.model(x)
         if self.criterion is None:
@@ -138,7 +149,8 @@ class SegmentationTask(L.LightningModule):
         n = x.shape[0]
         self.log("train_ce", ce, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if shared:
-            e_loss, et, es = jess_energy_loss(free_energy(logits_t), free_energy(logits), vt, valid, reg=self.energy_reg)
+            lc, vc = contrast or (logits, valid)
+            e_loss, et, es = energy_term(logits_t, lc, vt, vc, self.energy_reg, self.energy, self.margin)
             if self.energy_weight > 0:
                 loss = sup + self.energy_weight * e_loss
             self.log("train_energy_target", et, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
