@@ -14,7 +14,9 @@ import click
 @click.option("--masks", required=True, type=click.Path(), help="Folder of labels paired by file stem.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False), help="Also write the confusion matrix as a PNG.")
-def command(model: str, images: str, masks: str, as_json: bool, confusion_png: str | None) -> None:
+@click.option("--tta", type=click.Choice(["none", "flips", "d4"]), default="none", show_default=True,
+              help="Test-time augmentation, as `jess-geo predict --tta`: score the maps predict would write with it.")
+def command(model: str, images: str, masks: str, as_json: bool, confusion_png: str | None, tta: str) -> None:
     """Score MODEL on labelled images at their native resolution (nodata and unlabelled pixels left out)."""
     from jess_geo.io.atomic import check_output
     from jess_geo.training.evaluate import evaluate_model
@@ -22,13 +24,13 @@ def command(model: str, images: str, masks: str, as_json: bool, confusion_png: s
 
     if confusion_png:
         check_output(confusion_png, overwrite=True)
-    m = evaluate_model(model, images, masks)
+    m = evaluate_model(model, images, masks, tta=tta)
     if confusion_png:
         plot_confusion(m["confusion_matrix"], m["class_names"], Path(confusion_png))
     if as_json:
         click.echo(json.dumps(m))
         return
-    click.echo(f"pixels scored:    {m['pixels']}")
+    click.echo(f"pixels scored:    {m['pixels']}" + (f" (test-time augmentation {tta})" if tta != "none" else ""))
     click.echo(f"overall accuracy: {100 * m['accuracy']:.2f} %")
     click.echo(f"mIoU (present):   {100 * m['miou']:.2f} %")
     click.echo(f"macro P / R / F1: {100 * m['precision_macro']:.1f} / {100 * m['recall_macro']:.1f} / {100 * m['f1_macro']:.1f} %")

@@ -68,6 +68,9 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
               help="auto uses a CUDA or Apple GPU when present.")
 @click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino"]), default=None,
               help="Network runtime (default: torch for .pt, onnxruntime for .onnx models).")
+@click.option("--tta", type=click.Choice(["none", "flips", "d4"]), default="none", show_default=True,
+              help="Test-time augmentation: average each tile's logits over its flips (4 network runs per tile) "
+                   "or the eight rotations and flips (d4: 8 runs); slower, often smoother maps.")
 @click.option("--allow-resolution-mismatch", is_flag=True, help="Run scenes more than 8x finer or coarser than the model's resolution.")
 @click.option("--min-area", type=float, default=0.0, show_default=True,
               help="Merge polygons smaller than this (m², px² for photos) into their largest neighbour.")
@@ -235,7 +238,8 @@ def _show(result: dict[str, Any], reporter: Reporter, json_progress: bool, quiet
                        "classes": result["classes"], "cover": result["cover"],
                        "tiles": result["tiles"], "tiles_run": result["tiles_run"]})
     elif not quiet:
-        click.echo(f"{result['scene']}: {result['tiles']} tiles in {result['seconds']:.1f} s on {result['device']} ({result['runtime']})")
+        tta = f", test-time augmentation {result['tta']}" if result.get("tta", "none") != "none" else ""
+        click.echo(f"{result['scene']}: {result['tiles']} tiles in {result['seconds']:.1f} s on {result['device']} ({result['runtime']}){tta}")
         click.echo(format_cover(result["cover"]))
         for key, path in result["outputs"].items():
             if path:

@@ -22,6 +22,7 @@ class Job:
     classes: tuple[dict[str, Any], ...]
     tiles: TilePlan
     area: Any = None  # jess_geo.inference.aoi.Area: a window of the scene and its polygon (None: all of it)
+    tta: str = "none"  # test-time augmentation of every batch (jess_geo.inference.tta.MODES)
 
     @classmethod
     def make(cls, info: RasterInfo, bands: tuple[int, ...], normalization: dict[str, Any],

@@ -27,6 +27,7 @@ from jess_geo.inference.reader import POLL, QUEUE_BATCHES, Batch, put, read_batc
 from jess_geo.inference.resample import resize_bilinear
 from jess_geo.inference.runtime import Runtime
 from jess_geo.inference.tiling import Tile, tile_weights
+from jess_geo.inference.tta import with_tta
 from jess_geo.progress import ProgressCallback
 
 CANCELLED = "Cancelled; outputs were not written (partial files removed)."
@@ -133,7 +134,11 @@ def run_tiles(job: Job, rt: Runtime, open_sinks: Callable[[], dict[str, Sink]], 
               batch_size: int, progress: ProgressCallback | None = None,
               cancel: Callable[[], bool] | None = None) -> dict[str, int]:
     """Classify every tile of ``job`` with ``rt`` and finish its rows into the sinks ``open_sinks()``
-    makes (in the writer thread). Returns ``{"tiles", "tiles_run"}``; raises what a stage raised."""
+    makes (in the writer thread). Returns ``{"tiles", "tiles_run"}``; raises what a stage raised.
+
+    With ``job.tta`` other than ``"none"`` each batch's scores are averaged over its test-time
+    augmentations (:mod:`jess_geo.inference.tta`) before they are cropped, resized and blended."""
+    rt = with_tta(rt, job.tta)  # type: ignore[assignment]
     stop = threading.Event()
     batches: "queue.Queue[Any]" = queue.Queue(maxsize=QUEUE_BATCHES)
     cells: "queue.Queue[Any]" = queue.Queue(maxsize=QUEUE_CELLS)

@@ -18,6 +18,7 @@ from jess_geo.inference.aoi import area_json, context_pixels, count_tiles, crop_
 from jess_geo.inference.job import Job
 from jess_geo.inference.outputs import OutputPlan
 from jess_geo.inference.tileplan import plan_tiles
+from jess_geo.inference.tta import MODES, check_mode
 from jess_geo.io.raster import open_raster, info_from_dataset, sample_values
 from jess_geo.preprocess import working_scale
 
@@ -38,11 +39,13 @@ class Options:
     min_area: float = 0.0
     simplify: float = 0.0
     area: Any = None  # jess_geo.io.aoi.AreaSpec: work on this area only (--aoi / --bbox)
+    tta: str = "none"  # test-time augmentation: none, flips or d4 (jess_geo.inference.tta)
 
     def check(self) -> None:
-        """Range-check every number (one-line InputError)."""
+        """Range-check every number and name the augmentation (one-line InputError)."""
         guards.check_numbers(tile_size=self.tile_size, overlap=self.overlap, batch_size=self.batch_size,
                              min_area=self.min_area, simplify=self.simplify)
+        check_mode(self.tta)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Prepared:
         scene = self.outputs.scene if self.outputs is not None else self.job.info.source
         return {"stage": "plan", "scene": scene, "outputs": outputs,
                 "tiles": len(t.grid), "working_size": list(t.working_size), "tile_size": t.tile,
-                "overlap": t.overlap, "scale": t.scale, "aoi": area_json(self.job.area)}
+                "overlap": t.overlap, "scale": t.scale, "aoi": area_json(self.job.area), "tta": self.job.tta}
 
     def plan_text(self) -> str:
         """The plan in one line for people."""
@@ -68,8 +71,10 @@ class Prepared:
         w, h = t.working_size
         a = self.job.area
         where = "" if a is None else f" in the {a.label} ({a.tiles_in_area} with a part inside it)"
+        views = len(MODES[self.job.tta])
+        tta = "" if views == 1 else f", test-time augmentation {self.job.tta} ({views} views per tile)"
         return (f"{self.job.info.name}: {len(t.grid)} tile(s) of {t.tile} px (overlap {t.overlap}){where}, "
-                f"working size {w} x {h} px (scale {t.scale:.4g}).")
+                f"working size {w} x {h} px (scale {t.scale:.4g}){tta}.")
 
 
 def check_metadata(meta: dict[str, Any], name: str) -> int:
@@ -106,7 +111,8 @@ def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan |
         notices += [area.notice] if area.notice else []
     multiple = check_metadata(meta, model_name)  # after the guards: a refused scene never imports the network code
     tiles = plan_tiles(info.height, info.width, scale, multiple, tile, overlap)
-    job = Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles)
+    job = dataclasses.replace(Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles),
+                              tta=check_mode(opts.tta))
     if area is not None:
         job = dataclasses.replace(job, area=count_tiles(area, tiles.grid))
     return Prepared(job, outputs, tuple(notices) + tiles.notices)
