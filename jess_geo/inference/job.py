@@ -22,6 +22,7 @@ class Job:
     classes: tuple[dict[str, Any], ...]
     tiles: TilePlan
     area: Any = None  # jess_geo.inference.aoi.Area: a window of the scene and its polygon (None: all of it)
+    colour: Any = None  # per-band lookup tables of the model's colour alignment (jess_geo.adaptation.colour)
     tta: str = "none"  # test-time augmentation of every batch (jess_geo.inference.tta.MODES)
 
     @classmethod

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from jess_geo.adaptation.colour import lookup_tables
 from jess_geo.bands import resolve_bands
 from jess_geo.errors import InputError
 from jess_geo.inference import guards
@@ -113,6 +114,7 @@ def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan |
     tiles = plan_tiles(info.height, info.width, scale, multiple, tile, overlap)
     job = dataclasses.replace(Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles),
                               tta=check_mode(opts.tta))
+    job = dataclasses.replace(job, colour=lookup_tables(meta.get("colour_alignment")))  # adapt --method histmatch
     if area is not None:
         job = dataclasses.replace(job, area=count_tiles(area, tiles.grid))
     return Prepared(job, outputs, tuple(notices) + tiles.notices)

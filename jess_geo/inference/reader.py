@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
+from jess_geo.adaptation.colour import apply_tables
 from jess_geo.inference.aoi import area_mask
 from jess_geo.inference.job import Job
 from jess_geo.inference.resample import resize_bilinear, resize_nearest
@@ -68,6 +69,7 @@ class _Filler:
     def fill(self, i: int, raw: np.ndarray, valid: np.ndarray) -> None:
         """Tile ``raw`` (C, h, w) into slot ``i``: invalid pixels and padding are 0 after normalising."""
         job, dst = self.job, self.buf[i]
+        raw = apply_tables(raw, job.colour)  # the model's colour alignment, if any (adapt --method histmatch)
         work = job.tiles.work_shape
         if self.padded:
             dst.fill(0.0)
