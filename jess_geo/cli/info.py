@@ -38,7 +38,12 @@ def command(model: str | None, as_json: bool) -> None:
     if meta.get("provenance"):
         click.echo(f"provenance:   {json.dumps(meta['provenance'])}")
     if meta.get("adaptation"):
-        click.echo(f"adaptation:   {json.dumps(meta['adaptation'])}")
+        click.echo(f"adaptation:   {adaptation_line(meta['adaptation'])}")
+        click.echo(f"  record:     {json.dumps(meta['adaptation'])}")
+    if meta.get("colour_alignment"):
+        c = meta["colour_alignment"]
+        click.echo(f"colour:       {c['kind']} of {len(c['bands'])} band(s), target {c.get('target_images')} -> source "
+                   f"{c.get('source_images')}; predict applies it to every tile before normalisation")
     if meta.get("training"):
         click.echo(f"training:     {json.dumps(meta['training'])}")
     if meta.get("onnx"):  # an exported .onnx file (jess-geo export)
@@ -47,3 +52,15 @@ def command(model: str | None, as_json: bool) -> None:
         agree = f" (class agreement with fp32 {100 * g['int8_agreement']:.2f} %)" if g.get("int8_agreement") else ""
         click.echo(f"onnx:         {g['precision']}{agree}, opset {g['opset']}, input (batch, {len(meta['bands'])}, {size}) normalised, "
                    f"output softmax probabilities; exported from {g.get('source_model')} {g.get('exported')}")
+
+
+def adaptation_line(a: dict) -> str:
+    """'adabn of base.pt (sha256 ...): samples 64, ...; target entropy 0.24 -> 0.19' (what was done, in one line)."""
+    base = a.get("base_model") or {}
+    settings = a.get("settings") or {k: a[k] for k in ("lambda", "batchnorm", "epochs", "lr") if k in a}
+    text = f"{a.get('method', 'jess')} of {base.get('name', 'a model')}"
+    text += f" (sha256 {base['sha256'][:12]})" if base.get("sha256") else ""
+    text += ": " + ", ".join(f"{k} {v}" for k, v in settings.items() if not isinstance(v, (list, dict)))
+    before, after = a.get("before") or {}, a.get("after") or {}
+    shared = [k for k in before if k in after and isinstance(before[k], (int, float))]
+    return text + ("; target " + ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in shared) if shared else "")
