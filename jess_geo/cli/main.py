@@ -76,7 +76,7 @@ def run(args: list[str] | None = None) -> int:
     User errors become one line on stderr and exit code 2, cancellation exit code 1; no traceback.
     """
     try:
-        cli.main(args=args, prog_name="jess-geo", standalone_mode=False)
+        code = cli.main(args=args, prog_name="jess-geo", standalone_mode=False)  # an int: the command's ctx.exit(N)
     except Cancelled as exc:
         report_error(str(exc), args)
         return 1
@@ -94,7 +94,7 @@ def run(args: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def main() -> None:
