@@ -159,3 +159,17 @@ def test_area_and_bands_reach_the_command_line():
     assert aoi[aoi.index("--aoi") + 1] == "/tmp/a.gpkg" and "--bbox" not in aoi
     with pytest.raises(ValueError, match="extent is empty"):
         build_predict_command("jess-geo", PredictRequest(scene="/d/s.tif", bbox=(1.0, 2.0, 1.0, 4.0)))
+
+
+def test_test_time_augmentation_reaches_the_engine(run_cli, repo_root):
+    """The form's TTA choice becomes `--tta`, which the engine accepts and records in its plan."""
+    form = PredictForm(scene=str(repo_root / "sample_data" / "scene.tif"), tta="d4", device="cpu")
+    request = request_from_form(form)
+    command = build_predict_command("jess-geo", request, dry_run=True)
+    assert command[command.index("--tta") + 1] == "d4"
+    assert "--tta" not in build_predict_command("jess-geo", PredictRequest(scene="a.tif"))
+    planned = run_cli(*command[1:])
+    assert planned.exit_code == 0, planned.stderr
+    assert '"tta": "d4"' in planned.stdout
+    with pytest.raises(ValueError, match="test-time augmentation"):
+        build_predict_command("x", PredictRequest(scene="a.tif", tta="rot90"))

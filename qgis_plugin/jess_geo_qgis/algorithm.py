@@ -31,7 +31,7 @@ from qgis.core import (
 from . import settings
 from .area import extent_area, parse_bands
 from .protocol import Canceled, ClassEntry, Failed
-from .request import DEVICES, PredictRequest, file_output_problem
+from .request import DEVICES, TTA_CHOICES, PredictRequest, file_output_problem
 from .runner import run_predict
 from .sources import raster_file
 from .styling import style_class_raster, style_polygons
@@ -91,6 +91,7 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     DEVICE = "DEVICE"
+    TTA = "TTA"
     MIN_AREA = "MIN_AREA"
     SIMPLIFY = "SIMPLIFY"
 
@@ -137,6 +138,9 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
                 name, label, QgsProcessingParameterNumber.Integer, optional=True, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue="auto", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.TTA, "Test-time augmentation (flips: 4x, d4: 8x the network time)", options=list(TTA_CHOICES),
+            defaultValue="none", usesStaticStrings=True, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum region area (m², px² for photos; smaller ones are merged)",
             QgsProcessingParameterNumber.Double, defaultValue=0.0, optional=True, minValue=0.0))
@@ -191,6 +195,7 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
             tile_size=self._optional_int(parameters, self.TILE_SIZE, context, zero_is_default=True),
             overlap=self._optional_int(parameters, self.OVERLAP, context, zero_is_default=False),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
+            tta=self.parameterAsEnumString(parameters, self.TTA, context) or "none",
             min_area=self._optional_float(parameters, self.MIN_AREA, context),
             simplify=self._optional_float(parameters, self.SIMPLIFY, context),
             overwrite=True,  # Processing replaces its outputs

@@ -214,7 +214,8 @@ class SegmentDialog(QDialog):
             probabilities_on=self.probabilities_check.isChecked(), probabilities=self.probabilities_widget.filePath(),
             energy_on=self.energy_check.isChecked(), energy=self.energy_widget.filePath(),
             tile_size=self.tile_spin.value(), overlap=self.overlap_spin.value(),
-            device=self.device_combo.currentText(), min_area=self.min_area_spin.value(),
+            device=self.device_combo.currentText(), tta=self.tta_combo.currentText(),
+            min_area=self.min_area_spin.value(),
             simplify=self.simplify_spin.value(), overwrite=self.overwrite_check.isChecked(),
         )
 

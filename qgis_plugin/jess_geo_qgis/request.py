@@ -17,6 +17,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from .protocol import OutputPlan
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Test-time augmentation (`predict --tta`): none, the four flips, or the eight dihedral views.
+TTA_CHOICES = ("none", "flips", "d4")
 # Form fields the engine's plan can fill (the plan key of each).
 PROPOSED = ("classes", "vector")
 
@@ -48,6 +50,7 @@ class PredictRequest:
     aoi_path: str = ""
     aoi_layer: str = ""
     bands: Tuple[int, ...] = ()
+    tta: str = "none"
 
     @property
     def scene_name(self) -> str:
@@ -77,6 +80,7 @@ class PredictForm:
     overwrite: bool = False
     area: Optional[Mapping[str, object]] = None
     bands: Tuple[int, ...] = ()
+    tta: str = "none"
 
 
 def request_from_form(form: PredictForm) -> PredictRequest:
@@ -108,6 +112,7 @@ def request_from_form(form: PredictForm) -> PredictRequest:
         simplify=form.simplify or None,
         overwrite=form.overwrite,
         bands=tuple(form.bands),
+        tta=form.tta,
         **dict(form.area or {}),
     )
     check_request(request)
@@ -124,6 +129,8 @@ def check_request(request: PredictRequest) -> None:
         raise ValueError("Choose an input raster to segment.")
     if request.device not in DEVICES:
         raise ValueError(f"Unknown device {request.device!r}; choose one of {', '.join(DEVICES)}.")
+    if request.tta not in TTA_CHOICES:
+        raise ValueError(f"Unknown test-time augmentation {request.tta!r}; choose one of {', '.join(TTA_CHOICES)}.")
     if request.tile_size is not None and request.tile_size <= 0:
         raise ValueError("The tile size must be a positive number of pixels.")
     if request.overlap is not None and request.overlap < 0:
@@ -160,6 +167,8 @@ def build_predict_command(executable: str, request: PredictRequest, *, dry_run: 
     if request.overlap is not None:
         command += ["--overlap", str(int(request.overlap))]
     command += ["--device", request.device]
+    if request.tta != "none":
+        command += ["--tta", request.tta]
     if request.min_area is not None:
         command += ["--min-area", _number(request.min_area)]
     if request.simplify is not None:

@@ -21,7 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QToolButton,
 )
 
-from .request import DEVICES
+from .request import DEVICES, TTA_CHOICES
 
 MODEL_FILTER = "jess-geo models (*.pt *.onnx);;PyTorch model files (*.pt);;ONNX models (*.onnx);;All files (*)"
 RASTER_FILTER = "Rasters (*.tif *.tiff *.vrt *.img *.jp2 *.png *.jpg *.jpeg);;All files (*)"
@@ -136,6 +136,12 @@ def build_options(owner) -> QGroupBox:
     owner.device_combo.setObjectName("device")
     owner.device_combo.addItems(list(DEVICES))
     form.addRow("Device", owner.device_combo)
+    owner.tta_combo = QComboBox()
+    owner.tta_combo.setObjectName("tta")
+    owner.tta_combo.addItems(list(TTA_CHOICES))
+    owner.tta_combo.setToolTip("Test-time augmentation: average the network over 4 flips or the 8 dihedral "
+                               "views of every tile (4x or 8x the network time)")
+    form.addRow("Test-time augmentation", owner.tta_combo)
     owner.min_area_spin = _double_spin(
         "minArea", 1e12, 2, "keep all polygons",
         "Regions smaller than this (m², px² for photos) are merged into a neighbour")

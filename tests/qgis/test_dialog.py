@@ -69,6 +69,10 @@ def test_button_opens_dialog_listing_raster_layers(
         assert entry["name"] in dialog.model_label.text()
     assert dialog.run_button.isEnabled()
     assert not dialog.cancel_run_button.isEnabled()
+    # Test-time augmentation is off by default; the user's choice reaches the form (and `--tta`).
+    assert dialog.tta_combo.currentText() == "none"
+    dialog.tta_combo.setCurrentText("flips")
+    assert dialog.form().tta == "flips"
 
 
 def test_layers_that_are_not_files_get_a_clear_message(
