@@ -233,6 +233,8 @@ def _show(result: dict[str, Any], reporter: Reporter, json_progress: bool, quiet
 
     if result["cover"]["valid_pixels"] == 0:
         reporter.message(f"{result['scene']} has no valid pixel (all nodata); wrote empty outputs (every pixel nodata).")
+    if (result.get("shift") or {}).get("notice"):  # the scene looks unlike the training data (jess_geo.shift.watch)
+        click.echo(f"notice: {result['shift']['notice']}", err=True)
     if json_progress:
         reporter.emit({"stage": "done", "percent": 100.0, "scene": result["scene"], "outputs": result["outputs"],
                        "classes": result["classes"], "cover": result["cover"],

@@ -24,6 +24,7 @@ class Job:
     area: Any = None  # jess_geo.inference.aoi.Area: a window of the scene and its polygon (None: all of it)
     colour: Any = None  # per-band lookup tables of the model's colour alignment (jess_geo.adaptation.colour)
     tta: str = "none"  # test-time augmentation of every batch (jess_geo.inference.tta.MODES)
+    feature_stats: Any = None  # the model's training feature statistics: predict's shift notice (jess_geo.shift)
 
     @classmethod
     def make(cls, info: RasterInfo, bands: tuple[int, ...], normalization: dict[str, Any],

@@ -114,6 +114,7 @@ def prepare_scene(scene: str | Path, meta: dict[str, Any], outputs: OutputPlan |
     tiles = plan_tiles(info.height, info.width, scale, multiple, tile, overlap)
     job = dataclasses.replace(Job.make(info, bands.data, meta["normalization"], meta["classes"], tiles),
                               tta=check_mode(opts.tta))
+    job = dataclasses.replace(job, feature_stats=meta.get("feature_stats"))  # for the shift notice (jess_geo.shift.watch)
     job = dataclasses.replace(job, colour=lookup_tables(meta.get("colour_alignment")))  # adapt --method histmatch
     if area is not None:
         job = dataclasses.replace(job, area=count_tiles(area, tiles.grid))

@@ -26,6 +26,7 @@ from jess_geo.inference.runtime import Runtime
 from jess_geo.io import geotiff
 from jess_geo.io.atomic import claim, commit, remove_quietly, temp_name
 from jess_geo.progress import ProgressCallback
+from jess_geo.shift.watch import shift_watch
 
 
 def cache_bytes(width: int, count: int, dtype: str) -> int:
@@ -104,7 +105,7 @@ def write_scene(prep: Prepared, rt: Runtime, opts: Options, *, model_name: str,
     t0 = time.perf_counter()
     files = prep.outputs.files()
     tmp = {k: temp_name(p) for k, p in files.items() if k != "vector"}
-    with claim(list(files.values())):
+    with claim(list(files.values())), shift_watch(rt, prep.job.feature_stats) as watch:  # shift notice (jess_geo.shift)
         try:
             res = _write(prep, rt, opts, tmp, model_name, progress, cancel)
             commit([(tmp[k], files[k]) for k in tmp], overwrite=opts.overwrite)
@@ -113,6 +114,7 @@ def write_scene(prep: Prepared, rt: Runtime, opts: Options, *, model_name: str,
                 remove_quietly(p)
     t = prep.job.tiles
     empty = res["cover"]["valid_pixels"] == 0
+    shift = watch.result(prep.job.info.name)
     return {
         "scene": prep.outputs.scene, "model": model_name,
         "outputs": {k: (str(v) if v is not None else None) for k, v in prep.outputs.paths().items()},
@@ -122,6 +124,8 @@ def write_scene(prep: Prepared, rt: Runtime, opts: Options, *, model_name: str,
         "tile_size": t.tile, "overlap": t.overlap, "scale": t.scale, "device": rt.device, "runtime": rt.name,
         "tta": prep.job.tta,
         "seconds": round(time.perf_counter() - t0, 3),
-        "notices": list(prep.notices) + ([f"{prep.job.info.name} has no valid pixel (all nodata)."] if empty else []),
+        "notices": list(prep.notices) + ([f"{prep.job.info.name} has no valid pixel (all nodata)."] if empty else [])
+        + ([shift["notice"]] if shift and shift["notice"] else []),
+        "shift": shift,
         "vector_summary": res["vector_summary"],
     }

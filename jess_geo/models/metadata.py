@@ -198,7 +198,8 @@ def _check_feature_stats(meta: Mapping[str, Any]) -> None:
             raise _Bad(field, "must be an object with a name and lists mean and var")
         if not isinstance(layer.get("var"), list) or len(layer["var"]) != len(layer["mean"]):
             raise _Bad(f"{field}.var", f"must be a list as long as mean ({len(layer['mean'])} values)")
-        [_number(v, f"{field}.mean[{k}]") for k, v in enumerate(layer["mean"])]
+        for k, v in enumerate(layer["mean"]):
+            _number(v, f"{field}.mean[{k}]")
         if any(_number(v, f"{field}.var[{k}]") < 0 for k, v in enumerate(layer["var"])):
             raise _Bad(f"{field}.var", "has a negative variance")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from jess_geo.shift.stats import feature_statistics
 
-__all__ = ["MAX_CROPS", "training_crops", "record_feature_stats"]
+__all__ = ["MAX_CROPS", "crop_batches", "training_crops", "record_feature_stats"]
 
 MAX_CROPS = 32
 BATCH = 4
@@ -54,7 +54,8 @@ def training_crops(images: Sequence[tuple[np.ndarray, np.ndarray]], normalizatio
     return found
 
 
-def _batches(crops: list[np.ndarray]) -> Iterator[np.ndarray]:
+def crop_batches(crops: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Batches of up to four crops of one shape."""
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for c in crops:
         by_shape.setdefault(c.shape, []).append(c)
@@ -78,7 +79,7 @@ def record_feature_stats(model_path: str | Path, scenes: Sequence[Any], normaliz
     crops = training_crops([(s.image, s.valid) for s in scenes], normalization, crop, multiple)
     if not crops:
         return None
-    stats = feature_statistics(loaded.model, _batches(crops))
+    stats = feature_statistics(loaded.model, crop_batches(crops))
     stats["source"] = "training crops"
     stats["crops"] = len(crops)
     save_model_file(path, loaded.model, dict(loaded.metadata, feature_stats=stats))

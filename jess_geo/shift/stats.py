@@ -18,8 +18,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_METRIC", "KIND", "METRICS", "THRESHOLD", "MAX_LAYERS", "FeatureCollector", "bn_layers", "feature_statistics",
-           "running_statistics", "shift_score", "layer_distances"]
+__all__ = ["DEFAULT_METRIC", "KIND", "MAX_LAYERS", "METRICS", "THRESHOLD", "FeatureCollector", "bn_layers",
+           "feature_statistics", "layer_distances", "running_statistics", "shift_score"]
 
 KIND = "batchnorm_inputs"
 METRICS = ("kl", "w2", "smd")
