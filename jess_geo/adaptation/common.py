@@ -161,6 +161,7 @@ def adapted_metadata(base: dict[str, Any], adaptation: dict[str, Any]) -> dict[s
     """The base model's metadata with ``adaptation`` set; its source-validation ``metrics`` no
     longer describe the adapted weights and move to ``adaptation.base_metrics``."""
     meta = copy.deepcopy(base)
+    meta.pop("feature_stats", None)  # measured through the base network: `check` falls back to the adapted BatchNorm statistics
     adaptation = dict(adaptation, base_metrics=meta.pop("metrics", None))
     meta["adaptation"] = adaptation
     return meta

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jess_geo.adaptation.colour import apply_tables
 from jess_geo.errors import InputError
 from jess_geo.inference.prepare import Options, prepare_scene
 from jess_geo.inference.resample import resize_bilinear, resize_nearest
@@ -76,7 +77,8 @@ def _read_tile(src: Any, job: Any, win: tuple[int, int, int, int]) -> tuple[np.n
 
     r, c, h, w = win
     off_r, off_c = (job.area.row_off, job.area.col_off) if job.area is not None else (0, 0)
-    raw = read_rows(src, job.bands, r + off_r, r + off_r + h, (c + off_c, c + off_c + w)).astype(np.float32)
+    raw = read_rows(src, job.bands, r + off_r, r + off_r + h, (c + off_c, c + off_c + w))
+    raw = apply_tables(raw, job.colour).astype(np.float32)  # the model's colour alignment, as predict applies it
     valid = read_valid(src, window=Window(c + off_c, r + off_r, w, h))
     finite = finite_mask(raw)
     valid = valid if finite is None else valid & finite
