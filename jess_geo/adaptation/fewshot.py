@@ -78,7 +78,7 @@ def finetune_steps(model: torch.nn.Module, batches: Iterator[dict[str, torch.Ten
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     model.eval()
     return history
 
@@ -86,7 +86,7 @@ def finetune_steps(model: torch.nn.Module, batches: Iterator[dict[str, torch.Ten
 def adapt_fewshot(
     model: str | Path, target_images: str | Path, target_masks: str | Path, output: str | Path, *,
     steps: int = FEWSHOT_STEPS, lr: float = FEWSHOT_LR, crop_size: int = 256, batch_size: int = 8, seed: int = 0,
-    unlabelled_value: int | None = None, label_field: str | None = None, overwrite: bool = False,
+    samples: int = ADABN_SAMPLES, unlabelled_value: int | None = None, label_field: str | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``output``: ``model`` fine-tuned ``steps`` steps on the labelled pixels of the target
     images that have a label in ``target_masks``, BatchNorm statistics re-estimated on all target images.
@@ -94,7 +94,7 @@ def adapt_fewshot(
     ``before``/``after`` are measured on the same labels it trains on (optimistic: no held-out labels).
     """
     t0 = time.perf_counter()
-    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size)
+    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size, samples=samples)
     model_path, out, base = start(model, output, overwrite)
     meta, crops, net = base.metadata, Crops(crop_size, batch_size, seed), base.model
     labelled = labelled_scenes(target_images, target_masks, meta, unlabelled_value=unlabelled_value, label_field=label_field)
@@ -102,13 +102,13 @@ def adapt_fewshot(
     windows, k = window_batches(labelled, meta, crops), len(meta["classes"])
     before = figures(net, windows, k)
     history = finetune_steps(net, labelled_crops(labelled, meta, crops, steps), lr)
-    recalibrate(net, images_of(crop_batches(image_scenes(target_images, meta), meta, Crops(crop_size, batch_size, seed + 1),
-                                            ADABN_SAMPLES)))
+    stats = Crops(crop_size, batch_size, seed + 1)  # other crops, from every target image
+    recalibrate(net, images_of(crop_batches(image_scenes(target_images, meta), meta, stats, samples)))
     settings = {"steps": steps, "lr": lr, "crop_size": crop_size, "batch_size": batch_size, "seed": seed,
                 "labelled_images": [s.info.path.name for s in labelled],
                 "labelled_pixels": int(sum(int((s.target != IGNORE).sum()) for s in labelled)),
                 "unlabelled_value": unlabelled_value, "label_field": label_field,
-                "batchnorm": f"trained with target batch statistics; running statistics re-estimated on {ADABN_SAMPLES} target crops",
+                "batchnorm": f"trained with target batch statistics; running statistics re-estimated on {samples} target crops",
                 "loss_first_step": history[0], "loss_last_step": history[-1],
                 "figures_on": "the training labels (no held-out target labels)"}
     rec = record("fewshot", model_path, meta, target_images, settings)

@@ -12,10 +12,10 @@ from jess_geo.errors import ConfigError
 # The flags each method reads (``jess`` reads every training flag and a config file).
 TAKES: dict[str, set[str]] = {
     "adabn": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "samples"},
-    "tent": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr"},
+    "tent": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr", "samples"},
     "histmatch": {"images", "target_images", "target_masks", "output_dir", "crop_size", "batch_size"},
     "fewshot": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr",
-                "unlabelled_value", "label_field"},
+                "samples", "unlabelled_value", "label_field"},
 }
 NEEDS: dict[str, tuple[str, ...]] = {
     "adabn": ("target_images", "output_dir"),

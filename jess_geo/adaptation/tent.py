@@ -59,7 +59,7 @@ def tent_steps(model: torch.nn.Module, batches: Iterable[dict[str, Any]], lr: fl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     model.requires_grad_(True)
     model.eval()
     return history
@@ -67,13 +67,13 @@ def tent_steps(model: torch.nn.Module, batches: Iterable[dict[str, Any]], lr: fl
 
 def adapt_tent(
     model: str | Path, target_images: str | Path, output: str | Path, *, steps: int = TENT_STEPS, lr: float = TENT_LR,
-    crop_size: int = 256, batch_size: int = 8, seed: int = 0, target_masks: str | Path | None = None,
-    overwrite: bool = False,
+    crop_size: int = 256, batch_size: int = 8, seed: int = 0, samples: int = ADABN_SAMPLES,
+    target_masks: str | Path | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``output``: ``model`` after ``steps`` TENT steps on random target crops, saved with
-    BatchNorm running statistics re-estimated on the target. ``target_masks`` only measure."""
+    BatchNorm running statistics re-estimated on ``samples`` other target crops. ``target_masks`` only measure."""
     t0 = time.perf_counter()
-    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size)
+    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size, samples=samples)
     model_path, out, base = start(model, output, overwrite)
     meta, crops, net = base.metadata, Crops(crop_size, batch_size, seed), base.model
     scenes = image_scenes(target_images, meta)
@@ -82,9 +82,9 @@ def adapt_tent(
     before = figures(net, windows, k)
     history = tent_steps(net, crop_batches(scenes, meta, crops, steps * batch_size), lr)
     stats = Crops(crop_size, batch_size, seed + 1)  # other crops than the steps saw
-    recalibrate(net, images_of(crop_batches(scenes, meta, stats, ADABN_SAMPLES)))
+    recalibrate(net, images_of(crop_batches(scenes, meta, stats, samples)))
     settings = {"steps": len(history), "lr": lr, "crop_size": crop_size, "batch_size": batch_size, "seed": seed,
-                "parameters": "batchnorm affine", "running_statistics": f"re-estimated on {ADABN_SAMPLES} target crops",
+                "parameters": "batchnorm affine", "running_statistics": f"re-estimated on {samples} target crops",
                 "entropy_first_step": history[0], "entropy_last_step": history[-1]}
     rec = record("tent", model_path, meta, target_images, settings)
     rec.update(before=before, after=figures(net, windows, k))

@@ -20,7 +20,7 @@ from jess_geo.cli.train import notice, report, training_options
                    "fine-tune on a few labelled target images (--target-masks).")
 @training_options
 @click.option("--steps", type=int, help="tent, fewshot: optimisation steps (defaults 20 and 40).")
-@click.option("--samples", type=int, help="adabn: target crops the BatchNorm statistics are averaged over (default 64).")
+@click.option("--samples", type=int, help="adabn, tent, fewshot: target crops the saved BatchNorm statistics are averaged over (default 64).")
 @click.option("--unlabelled-value", "unlabelled_value", type=int,
               help="fewshot: mask value meaning 'not labelled' (255 always is; pixels outside polygons too).")
 @click.option("--label-field", "label_field", help="Class field of polygon labels (default: class_id, class, label or value).")
