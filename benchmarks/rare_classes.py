@@ -219,6 +219,15 @@ def report(args: argparse.Namespace) -> None:
     results = [json.loads(p.read_text()) for p in sorted(work.glob("*_s[0-9]*.json")) if not p.name.endswith(".spec.json")]
     results.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
     text, rows = tables(results)
+    specs = [json.loads(p.read_text()) for p in sorted(work.glob("*.spec.json"))]
+    if specs:
+        c = specs[0]["config"]
+        steps = c["epochs"] * (c["samples_per_epoch"] // c["batch_size"])
+        runs = ", ".join(f"{r['arm']}:{r['seed']}" for r in results)
+        text = (f"Budget per run: {c['epochs']} epochs x {c['samples_per_epoch'] // c['batch_size']} steps = {steps} steps, "
+                f"batch {c['batch_size']}, crop {c['crop_size']}, photo_scale {c['photo_scale']}, lr 1e-3 (AdamW, cosine), "
+                f"EfficientNet-Lite0 ImageNet unless the arm says; 1 torch thread, nice 10, 2 runs at a time.\n"
+                f"Runs done (arm:seed): {runs}.\n\n" + text)
     print(text)
     if args.write and rows:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ come from the training labels' pixel counts (:func:`class_weights`):
     w_c = clip(sqrt(median_f / f_c), 1 / max_ratio, max_ratio),  f_c = n_c / sum(n)
 
 over the classes present (median-frequency balancing, Eigen & Fergus 2015, softened by the
-square root); a class absent from the training labels gets weight 1. The weights are then
-rescaled so their pixel-weighted mean is 1, keeping the loss on the scale of plain
-cross-entropy (the learning rate keeps its meaning).
+square root); a class absent from the training labels gets weight 1 (it never occurs in a
+training crop). The weights are then rescaled so their pixel-weighted mean is 1, keeping the
+loss on the scale of plain cross-entropy (the learning rate keeps its meaning).
 """
 
 from __future__ import annotations
