@@ -207,3 +207,19 @@ def test_an_existing_output_is_kept_without_overwrite(data: dict[str, Path], run
     assert run_cli(*args, "--overwrite").exit_code == 0
     assert read_metadata(out / "model.pt")["adaptation"]["method"] == "adabn"
     assert sorted(p.name for p in out.iterdir()) == ["model.pt"]  # no temporary file left
+
+
+def test_fewshot_reads_polygon_labels_and_outside_is_unlabelled(data: dict[str, Path]) -> None:
+    """A GeoPackage of one lichen polygon (pixel coordinates of the photo): its pixels are the only labelled ones."""
+    import geopandas as gpd
+    import shapely
+
+    from jess_geo.adaptation.common import labelled_scenes
+
+    folder = data["root"] / "polygons"
+    folder.mkdir()
+    gpd.GeoDataFrame({"class_id": [2]}, geometry=[shapely.box(10, -110, 110, -10)], crs=None).to_file(folder / "photo.gpkg")
+    (scene,) = labelled_scenes(data["photo"], folder, read_metadata(DEMO))
+    lichen = read_metadata(DEMO)["classes"].index(next(c for c in read_metadata(DEMO)["classes"] if c["id"] == 2))
+    assert set(np.unique(scene.target)) == {lichen, 255}
+    assert int((scene.target == lichen).sum()) == 50 * 50  # 100 x 100 px at the model's photo scale 0.5
