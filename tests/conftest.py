@@ -23,6 +23,15 @@ BIOCRUST = SHARED_DATA / "biocrust_usa"
 LANDSAT = SHARED_DATA / "landsat" / "l7_etm_olinda.tif"
 ERROR_PREFIX = "jess-geo: error: "
 
+# `make test` runs the engine suite in pytest-xdist workers (one per core). Each worker, and every
+# jess-geo child it starts, keeps to one OpenMP/torch thread: two workers of two threads each on a
+# 2-core machine spin-wait on each other (a 300-step tiny-net loop took 166 s with 2 threads and
+# 7 s with 1 on a loaded 2-core machine). Set before any test module imports torch; a value the
+# user exported wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
+
 # Small enough that one CPU epoch takes seconds: 4 steps of 4 crops of 64 px, a slim decoder.
 TINY_SETTINGS: dict[str, Any] = {
     "samples_per_epoch": 16,
@@ -35,6 +44,18 @@ TINY_SETTINGS: dict[str, Any] = {
     "warmup_epochs": 0,
     "seed": 0,
 }
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    """Run the test with one torch thread (restored afterwards): for many steps on tiny tensors,
+    where a second thread only adds synchronisation. The figures do not depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

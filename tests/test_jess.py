@@ -62,7 +62,7 @@ def test_free_energy_and_gap_gradient_sign() -> None:
     assert float(masked_mean(torch.arange(4.0), torch.tensor([True, False, True, False]))) == pytest.approx(1.0)
 
 
-def test_jess_steps_lower_target_energy_relative_to_source() -> None:
+def test_jess_steps_lower_target_energy_relative_to_source(one_torch_thread: None) -> None:
     """Through SegmentationTask.training_step: with the energy term the target/source gap falls;
     the same steps without it (lambda 0, same shared forward pass) do not move it as far."""
     xs, ys, xt = _domains(64, 1)
@@ -91,7 +91,7 @@ def test_jess_steps_lower_target_energy_relative_to_source() -> None:
 
 
 @pytest.mark.parametrize("reg", [0.0, 0.05])
-def test_squared_energy_guard_bounds_the_energies(reg: float) -> None:
+def test_squared_energy_guard_bounds_the_energies(reg: float, one_torch_thread: None) -> None:
     """Energy-only optimisation: without the guard the target energy runs away; with it, it
     settles near the analytic optimum -1 / (2 reg) and the logits stay bounded."""
     xs, _, xt = _domains(16, 3)
@@ -245,7 +245,7 @@ def _bn_pairs(a: torch.nn.Module, b: torch.nn.Module) -> list[tuple[torch.Tensor
 
 
 @pytest.mark.parametrize("mode", ["source", "split"])
-def test_shared_pass_batchnorm_matches_separate_passes(mode: str) -> None:
+def test_shared_pass_batchnorm_matches_separate_passes(mode: str, one_torch_thread: None) -> None:
     """In the shared pass, the source crops come out exactly as in a source-only training pass and
     BatchNorm's running statistics move exactly as they would. With "split", the target crops
     also come out as in a target-only pass, and the target statistics move as that pass's would."""
@@ -278,7 +278,7 @@ def test_shared_pass_batchnorm_matches_separate_passes(mode: str) -> None:
         assert not torch.allclose(shared[3:], alone_t, atol=1e-3)  # normalised with source statistics
 
 
-def test_recalibrate_sets_running_statistics_to_the_data() -> None:
+def test_recalibrate_sets_running_statistics_to_the_data(one_torch_thread: None) -> None:
     """AdaBN recalibration: afterwards the first BatchNorm's running mean is the mean of its input
     over the batches given (cumulative, not a momentum blend), and the weights are untouched."""
     from jess_geo.training.batchnorm import batchnorm_layers, recalibrate
