@@ -18,15 +18,14 @@ from plugin_testing import REPO, find_jess_geo
 
 
 @pytest.fixture(scope="module")
-def engine() -> str:
+def engine(model_path) -> str:
     exe = find_jess_geo()
     if not exe:
         pytest.skip("jess-geo is not installed: set JESS_GEO_EXE or create <repo>/.venv")
     helped = subprocess.run([exe, "predict", "--help"], capture_output=True, text=True, timeout=900)
     if helped.returncode != 0 or "--dry-run" not in helped.stdout:
         pytest.skip("`jess-geo predict --dry-run` (output plan) is not available yet")
-    model = os.environ.get("JESS_GEO_TEST_MODEL", "")
-    info = subprocess.run([exe, "info", *([model] if model else []), "--json"], capture_output=True, text=True, timeout=900)
+    info = subprocess.run([exe, "info", *([model_path] if model_path else []), "--json"], capture_output=True, text=True, timeout=900)
     if info.returncode != 0:
         pytest.skip(f"no model to predict with: {info.stderr.strip()[-200:]}")
     return exe
@@ -42,11 +41,11 @@ def sample_scene(tmp_path):
     return str(shutil.copy(source, folder / "scene.tif"))
 
 
-def test_run_predict_reports_progress_outputs_and_classes(engine, sample_scene, tmp_path):
+def test_run_predict_reports_progress_outputs_and_classes(engine, model_path, sample_scene, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     events = []
-    request = PredictRequest(scene=sample_scene, model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+    request = PredictRequest(scene=sample_scene, model=model_path,
                              classes_path=str(out / "c.tif"), vector_path=str(out / "p.gpkg"), device="cpu")
     outcome = run_predict(engine, request, on_progress=events.append)
     assert isinstance(outcome, Success), outcome
@@ -59,11 +58,11 @@ def test_run_predict_reports_progress_outputs_and_classes(engine, sample_scene, 
     assert percents == sorted(percents)
 
 
-def test_run_predict_cancel_leaves_nothing(engine, sample_scene, tmp_path):
+def test_run_predict_cancel_leaves_nothing(engine, model_path, sample_scene, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     started = []
-    request = PredictRequest(scene=sample_scene, model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+    request = PredictRequest(scene=sample_scene, model=model_path,
                              classes_path=str(out / "c.tif"), vector_path=str(out / "p.gpkg"),
                              tile_size=64, overlap=16, device="cpu")
     outcome = run_predict(engine, request, on_progress=started.append, is_canceled=lambda: bool(started))
@@ -72,19 +71,19 @@ def test_run_predict_cancel_leaves_nothing(engine, sample_scene, tmp_path):
     assert sorted(os.listdir(os.path.dirname(sample_scene))) == ["scene.tif"]
 
 
-def test_run_predict_missing_scene_gives_the_engine_sentence(engine, tmp_path):
-    request = PredictRequest(scene=str(tmp_path / "nothing.tif"), model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+def test_run_predict_missing_scene_gives_the_engine_sentence(engine, model_path, tmp_path):
+    request = PredictRequest(scene=str(tmp_path / "nothing.tif"), model=model_path,
                              device="cpu")
     outcome = run_predict(engine, request)
     assert isinstance(outcome, Failed)
     assert "nothing.tif" in outcome.message and "Traceback" not in outcome.message and "\n" not in outcome.message
 
 
-def test_run_predict_reports_the_files_the_engine_wrote(engine, sample_scene, tmp_path):
+def test_run_predict_reports_the_files_the_engine_wrote(engine, model_path, sample_scene, tmp_path):
     """Issue 9's drift case: -o /o/x_classes.tif writes /o/x_classes.gpkg and /o/x_cover.csv."""
     out = tmp_path / "o"
     out.mkdir()
-    request = PredictRequest(scene=sample_scene, model=os.environ.get("JESS_GEO_TEST_MODEL", ""),
+    request = PredictRequest(scene=sample_scene, model=model_path,
                              classes_path=str(out / "x_classes.tif"), device="cpu")
     outcome = run_predict(engine, request)
     assert isinstance(outcome, Success), outcome
