@@ -31,13 +31,18 @@ demo-model: $(STAMP)
 # pytest without its cache folder (nothing written into the tree); PYTEST_ARGS adds options,
 # e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+# The engine suite runs in pytest-xdist workers, one per core (TEST_WORKERS=0: one process), each
+# test file on one worker (its module fixtures are built once) and one torch thread per worker
+# (tests/conftest.py). The QGIS suite stays in one process (one QgsApplication, ended by os._exit).
+TEST_WORKERS ?= auto
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The whole suite: the engine's tests and the pure plugin tests (tests/test_plugin_*.py, no QGIS
 # needed) in one run, then the QGIS plugin's against a real QGIS when one is installed
 # (`make qgis-setup` installs Debian's QGIS 3.22; CI always does). tests/test_installed.py runs
 # only when JESS_GEO_INSTALLED_EXE names a wheel install's jess-geo (`make test-installed`).
 test: $(STAMP)
-	$(PYTEST) -q tests --ignore=tests/qgis $(PYTEST_ARGS)
+	$(PYTEST) -q $(XDIST) tests --ignore=tests/qgis $(PYTEST_ARGS)
 	@if [ -x /usr/bin/qgis_process.bin ] || /usr/bin/python3 -c "import qgis.core" 2>/dev/null; then \
 	    $(MAKE) --no-print-directory test-qgis; \
 	else echo "QGIS is not installed: plugin tests not run (make qgis-setup installs it)"; fi
