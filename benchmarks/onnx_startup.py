@@ -1,7 +1,10 @@
 """Start-up: the whole `jess-geo predict` process on the 2-tile sample scene with a .onnx model and with the .pt.
 
-Each run is its own process (the installed console script); .onnx and .pt alternate; medians.
-Also lists which heavy packages the .onnx run imports (``python -X importtime``).
+Each run is its own process (the installed console script); contenders rotate; medians. The
+.onnx model runs twice: with polygons (the default: a GeoPackage, written through pyogrio, whose
+import loads geopandas and pandas) and with ``--no-vector``. Then ``python -X importtime`` of
+the real command: which heavy packages each run imports and what they cost (cumulative ms of
+the top-level imports; one run, indicative).
 
     .venv/bin/python benchmarks/onnx_startup.py [--rounds 5]
 """
@@ -9,6 +12,7 @@ Also lists which heavy packages the .onnx run imports (``python -X importtime``)
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,48 +25,65 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "jess_geo" / "assets" / "demo_model.pt"
 SCENE = ROOT / "sample_data" / "scene.tif"
 EXE = ROOT / ".venv" / "bin" / "jess-geo"
-HEAVY = ("torch", "segmentation_models_pytorch", "timm", "torchvision", "lightning", "torchgeo", "onnx", "onnxruntime", "openvino")
+HEAVY = ("torch", "segmentation_models_pytorch", "timm", "torchvision", "lightning", "torchgeo", "onnx", "onnxruntime", "openvino",
+         "pyogrio", "geopandas", "pandas", "rasterio", "numpy")
 
 
-def once(model: Path, out: Path) -> float:
+def once(model: Path, out: Path, *extra: str) -> float:
     t = time.perf_counter()
-    proc = subprocess.run([str(EXE), "predict", str(SCENE), "--model", str(model), "-o", str(out), "--overwrite", "--quiet"],
+    proc = subprocess.run([str(EXE), "predict", str(SCENE), "--model", str(model), "-o", str(out), "--overwrite", "--quiet", *extra],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr.strip())
     return time.perf_counter() - t
 
 
-def heavy_imports(model: Path, out: Path) -> list[str]:
+def heavy_imports(model: Path, out: Path, *extra: str) -> str:
+    """``name ms`` for each heavy package the command imports (the largest cumulative time among its entries)."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "jess_geo.cli.main", "predict", str(SCENE), "--model", str(model),
-                           "-o", str(out), "--overwrite", "--quiet"], capture_output=True, text=True)
-    names = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    return [h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in names)]
+                           "-o", str(out), "--overwrite", "--quiet", *extra], capture_output=True, text=True)
+    cost: dict[str, float] = {}
+    total = 0.0
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if not name.startswith("  ") and cumulative.strip().isdigit():  # a top-level import
+            total += int(cumulative) / 1000
+        top = name.strip().split(".")[0]
+        if top in HEAVY and cumulative.strip().isdigit():
+            cost[top] = max(cost.get(top, 0.0), int(cumulative) / 1000)
+    listed = ", ".join(f"{h} {cost[h]:.0f} ms" for h in HEAVY if h in cost) or "none"
+    return f"{listed} (all top-level imports {total:.0f} ms)"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     from jess_geo.export.onnx_export import export_model
 
     with tempfile.TemporaryDirectory(prefix="jess-geo-startup-") as tmp:
         work = Path(tmp)
         onnx_model = work / "demo.onnx"
         export_model(DEMO, onnx_model)
-        once(onnx_model, work / "warm_classes.tif")  # page cache warm for both
-        once(DEMO, work / "warm_classes.tif")
-        times: dict[str, list[float]] = {"onnx": [], "pt": []}
+        runs = {".onnx": (onnx_model, ()), ".onnx --no-vector": (onnx_model, ("--no-vector",)), ".pt": (DEMO, ())}
+        for model, extra in runs.values():
+            once(model, work / "warm_classes.tif", *extra)  # page cache warm for all
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        names = list(runs)
         for r in range(args.rounds):
-            order = [("onnx", onnx_model), ("pt", DEMO)] if r % 2 == 0 else [("pt", DEMO), ("onnx", onnx_model)]
-            for name, model in order:
-                times[name].append(once(model, work / f"{name}_classes.tif"))
-        print("machine: shared with other work (2 cores): figures are indicative")
-        for name in ("onnx", "pt"):
-            print(f"predict sample scene (2 tiles, polygons and cover table), .{name} model: median {np.median(times[name]):.2f} s "
-                  f"whole process (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
-        print(f"heavy packages imported with the .onnx model: {', '.join(heavy_imports(onnx_model, work / 'imp_classes.tif')) or 'none'}")
-
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                model, extra = runs[name]
+                times[name].append(once(model, work / f"run{len(times[name])}_classes.tif", *extra))
+        print(f"machine: {os.cpu_count()} cores; load average before the runs {load}")
+        for name in names:
+            print(f"predict sample scene (2 tiles, cover table{'' if 'no-vector' in name else ', polygons'}), {name} model: "
+                  f"median {np.median(times[name]):.2f} s whole process (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+        for name in names:
+            model, extra = runs[name]
+            print(f"imports with {name}: {heavy_imports(model, work / 'imp_classes.tif', *extra)}")
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """Network throughput of each runtime on 512 x 512 tiles, batch 4, as megapixels/s and as a fraction of the FLOP limit.
 
 Every contender runs in its own interpreter (torch eager channels-last, onnxruntime fp32,
-openvino fp32, onnxruntime int8, openvino int8) and so does a timed large sgemm (the machine's
+openvino fp32, both again with one concurrent run per core (``streams``), onnxruntime int8,
+openvino int8) and so does a timed large sgemm (the machine's
 peak, float32, in the same run); rounds alternate the order; medians are printed. Model FLOPs
 per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TILE, BATCH = 512, 4
 CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
-CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8"]
+CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8"]
 
 
 def _time(fn, calls: int) -> float:
@@ -45,7 +47,7 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
         n = 3072
         a, b = torch.randn(n, n), torch.randn(n, n)
         s = _time(lambda: torch.mm(a, b), calls)
-        return {"seconds": s, "gflops": 2 * n**3 / s / 1e9}
+        return {"seconds": s, "gflops": 2 * n**3 / s / 1e9, "threads": torch.get_num_threads()}
     if contender == "torch":
         import torch
 
@@ -60,12 +62,13 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
             with torch.inference_mode():
                 net(fast_input(xt, dev)).numpy()
 
-        return {"seconds": _time(run, calls)}
+        return {"seconds": _time(run, calls), "threads": torch.get_num_threads()}
     from jess_geo.inference.onnx_runtime import open_onnx_runtime
 
-    runtime, _, precision = contender.partition("-")
-    rt = open_onnx_runtime(int8 if precision else fp32, runtime, "cpu")
-    return {"seconds": _time(lambda: rt.logits(x), calls)}
+    runtime, _, variant = contender.partition("-")
+    streams = len(os.sched_getaffinity(0)) if variant == "streams" else None  # one concurrent run per core
+    rt = open_onnx_runtime(int8 if variant == "int8" else fp32, runtime, "cpu", streams=streams)
+    return {"seconds": _time(lambda: rt.logits(x), calls), "threads": rt.threads}
 
 
 def model_flops(model: Path) -> float:
@@ -107,8 +110,6 @@ def main() -> None:
         print(json.dumps(child(args.child, args.fp32, args.int8, args.model, args.calls)))
         return
 
-    import os
-
     print(f"machine: {os.cpu_count()} cores (shared with other work: figures are indicative), batch {BATCH} x {TILE}^2")
     flops = model_flops(args.model)
     print(f"model: {args.model.name}, {flops / 1e9:.2f} GFLOP per {TILE}^2 tile (torch.utils.flop_counter)")
@@ -126,8 +127,9 @@ def main() -> None:
                     continue
                 results[c].append(json.loads(out.stdout.strip().splitlines()[-1]))
     peak = float(np.median([r["gflops"] for r in results["sgemm"]])) * 1e9
-    print(f"sgemm peak (3072^2 float32, torch.mm): {peak / 1e9:.1f} GFLOP/s (median of {len(results['sgemm'])})")
-    print(f"{'runtime':<18} {'s/batch':>8} {'Mpx/s':>7} {'GFLOP/s':>8} {'of peak':>8} {'vs torch':>9}")
+    print(f"sgemm peak (3072^2 float32, torch.mm, {results['sgemm'][0]['threads']} threads): {peak / 1e9:.1f} GFLOP/s "
+          f"(median of {len(results['sgemm'])})")
+    print(f"{'runtime':<18} {'threads':>7} {'s/batch':>8} {'Mpx/s':>7} {'GFLOP/s':>8} {'of peak':>8} {'vs torch':>9}")
     base = None
     for c in CONTENDERS[1:]:
         if not results[c]:
@@ -137,8 +139,9 @@ def main() -> None:
         mpx = BATCH * TILE * TILE / s / 1e6
         gf = BATCH * flops / s
         base = base or s
-        print(f"{c:<18} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
+        print(f"{c:<18} {results[c][0]['threads']:7d} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
     print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
+    print("-streams rows: the batch split into one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32.")
 
 
 if __name__ == "__main__":

@@ -312,3 +312,18 @@ def test_onnx_predict_imports_neither_onnx_nor_torch(exported: Path, tmp_path: P
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"exit": 0, "loaded": []}
     assert out.exists() and out.with_suffix(".gpkg").exists()
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_concurrent_streams_give_the_same_logits(runtime: str, exported: Path) -> None:
+    """A batch split over two concurrent runs (``streams=2``) gives one run's logits, for odd batches too."""
+    pytest.importorskip(runtime)
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+
+    x = np.random.default_rng(1).standard_normal((3, 3, 64, 96), dtype=np.float32)
+    one, two = open_onnx_runtime(exported, runtime, "cpu", threads=2), open_onnx_runtime(exported, runtime, "cpu", threads=2, streams=2)
+    assert (one.streams, two.streams) == (1, 2)
+    ref = one.logits(x)
+    assert ref.shape == (3, 4, 64, 96)
+    assert np.max(np.abs(two.logits(x) - ref)) < 1e-5
+    assert np.max(np.abs(two.logits(x[:1]) - ref[:1])) < 1e-5
