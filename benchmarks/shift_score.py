@@ -1,20 +1,27 @@
 """Shift score benchmark: does `jess-geo check`'s score separate shifted photos from unshifted ones?
 
-Leave-one-photo-out on ../shared/data/biocrust_usa (5 labelled hand-held biocrust photos):
-for each photo, a baseline model trained on the other four (`jess-geo train`, which stores the
-training crops' feature statistics in the model file) scores the held-out photo as it is
-(unshifted) and passed through CAMERA (benchmarks/domain_shift.py, imported: shifted).
-Season: two models each trained on one *_fall_2011 photo (validated on stop_2_repaired_a)
-score the other fall photo (unshifted) and the two *_spring_2012 photos (shifted).
-Each photo is scored by every measure from one pass over the same tiles (measure_scene):
-the shift score with each Gaussian distance (kl, w2, smd) against the stored statistics, the
-kl score against the BatchNorm running statistics (the fallback for old model files), mean
-entropy and mean free energy. ROC AUC = P(score of a shifted photo > score of an unshifted one),
-pooled over the models (one threshold for all); higher score = flagged as shifted.
+Leave-one-photo-out on ../shared/data/biocrust_usa (5 labelled hand-held biocrust photos).
+Camera: for each photo, the reference statistics come from the other four photos only; the
+held-out photo is scored as it is (unshifted) and passed through CAMERA (benchmarks/
+domain_shift.py, imported: shifted). Season: the reference is one *_fall_2011 photo plus
+stop_2_repaired_a (the season split's source side); the other fall photo is unshifted, the two
+*_spring_2012 photos are shifted (two folds).
 
-Usage: nice -n 10 .venv/bin/python benchmarks/shift_score.py [--work DIR] [--jobs 2]
-Recipe (small, stated): photo_scale 0.5, crop 256, batch 8, 8 epochs x 8 steps = 64 steps,
-ImageNet EfficientNet-Lite0 U-Net, seed 0, 1 torch thread per process, 2 trainings at a time.
+Arms (which network sees the photos):
+  imagenet  the U-Net `jess-geo train` starts from (ImageNet EfficientNet-Lite0 encoder, decoder
+            initialised with seed 0), normalised with the reference photos' band statistics;
+            forward passes only. The reference = `feature_statistics` over up to 16 crops of
+            512 px of the reference photos (the same function `train` calls at save).
+  trained   `--train`: leave-one-out baselines trained with `jess-geo train` (photo_scale 0.5,
+            crop 256, batch 8, 8 epochs x 8 steps = 64 steps, 1 torch thread, 2 at a time),
+            scored against the feature_stats `train` stored. Skipped when not trained.
+Each photo is scored by every measure from one pass over the same tiles (measure_scene):
+the shift score with each Gaussian distance (kl, w2, smd), the kl score against the network's
+BatchNorm running statistics (the fallback for old model files), mean entropy and mean free
+energy. ROC AUC = P(score of a shifted photo > score of an unshifted one) over all pairs,
+pooled over folds (one threshold for all); higher = flagged as shifted.
+
+Usage: nice -n 10 .venv/bin/python benchmarks/shift_score.py [--work DIR] [--train] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -109,30 +116,110 @@ def photo(kind: str, stem: str, work: Path) -> Path:
     return dst
 
 
-def score_all(plan: list[dict[str, Any]], work: Path) -> list[dict[str, Any]]:
-    """One row per (model, photo): every measure from one pass over the photo's tiles."""
+def _metadata(normalization: dict[str, list[float]]) -> dict[str, Any]:
+    """Model metadata for the imagenet arm: the recipe's network, resolution and tiles."""
+    from jess_geo.classes import load_class_table
+    from jess_geo.models.factory import architecture_dict
+
+    classes = load_class_table(DATA / "classes.json")
+    m = RECIPE["model"]
+    return {"architecture": architecture_dict(m["encoder"], 3, len(classes.names), m["decoder_channels"]),
+            "bands": [1, 2, 3], "normalization": normalization, "classes": classes.to_list(), "ignore_index": 255,
+            "resolution": {"gsd": None, "photo_scale": RECIPE["data"]["photo_scale"]},
+            "tile_size": m["tile_size"], "overlap": m["overlap"]}
+
+
+def imagenet_folds(work: Path) -> list[dict[str, Any]]:
+    """Camera and season folds with the untrained ImageNet U-Net; references from the reference photos only."""
+    import torch
+
+    from jess_geo.classes import load_class_table
+    from jess_geo.data.normalization import compute_stats
+    from jess_geo.data.scenes import load_scene
+    from jess_geo.models.factory import build_model, size_multiple
+    from jess_geo.models.modelfile import LoadedModel
+    from jess_geo.models.pretrained import load_pretrained_encoder
+    from jess_geo.shift.reference import crop_batches, training_crops
+    from jess_geo.shift.stats import feature_statistics
+
+    torch.manual_seed(0)
+    meta0 = _metadata({"mean": [0.0] * 3, "std": [1.0] * 3})
+    net = build_model(meta0["architecture"])
+    note = load_pretrained_encoder(net, RECIPE["model"]["encoder"], "imagenet")
+    print(f"imagenet arm: encoder weights {note}", flush=True)
+    net.eval()
+    classes = load_class_table(DATA / "classes.json")
+    res = meta0["resolution"]
+    scenes = {s: load_scene(DATA / "images" / f"{s}.png", DATA / "masks" / f"{s}.png", classes, [1, 2, 3], res) for s in STEMS}
+    plan = [("camera", f"loo_{s}", [o for o in STEMS if o != s], [("clean", s)], [("camera", s)]) for s in STEMS]
+    plan += [("season", f"season_{s}", [s, "stop_2_repaired_a"], [("clean", o) for o in FALL if o != s],
+              [("season", o) for o in SPRING]) for s in FALL]
+    folds = []
+    for split, name, refs, clean, shifted in plan:
+        norm = compute_stats([scenes[r] for r in refs], seed=0)
+        crops = training_crops([(scenes[r].image, scenes[r].valid) for r in refs], norm, RECIPE["model"]["tile_size"],
+                               size_multiple(meta0["architecture"]), max_crops=16)
+        ref = feature_statistics(net, crop_batches(crops))
+        folds.append({"arm": "imagenet", "split": split, "name": name, "loaded": LoadedModel(net, _metadata(norm)),
+                      "reference": ref, "items": clean + shifted})
+    return folds
+
+
+def _reference_from_photos(loaded: Any, stems: list[str]) -> dict[str, Any]:
+    """feature_stats of a model file without them: its training photos through `record_feature_stats`'s crops."""
+    from jess_geo.data.scenes import load_scene
+    from jess_geo.models.factory import size_multiple
+    from jess_geo.shift.reference import crop_batches, training_crops
+    from jess_geo.shift.stats import feature_statistics
+
+    meta = loaded.metadata
+    scenes = [load_scene(DATA / "images" / f"{s}.png", None, None, meta["bands"], meta["resolution"]) for s in stems]
+    crops = training_crops([(sc.image, sc.valid) for sc in scenes], meta["normalization"], int(meta["tile_size"]),
+                           size_multiple(meta["architecture"]))
+    return feature_statistics(loaded.model, crop_batches(crops))
+
+
+def model_folds(paths: list[Path]) -> list[dict[str, Any]]:
+    """One fold per trained model file (another helper's, or --train's): its training photos are the
+    reference (stored feature_stats, else computed from them); the photos it was not trained on are
+    scored: camera split clean vs CAMERA; season split (trained on fall photos only) the spring photos
+    are shifted, the others not."""
     from jess_geo.models.modelfile import load_model_file
+
+    folds = []
+    for path in paths:
+        loaded = load_model_file(path)
+        train = [Path(p).stem for p in loaded.metadata["provenance"]["train_images"]]
+        rest = [s for s in STEMS if s not in train]
+        stored = loaded.metadata.get("feature_stats")
+        ref = stored or _reference_from_photos(loaded, train)
+        if set(train) <= set(FALL):
+            split, items = "season", [("clean", s) for s in rest if s not in SPRING] + [("season", s) for s in rest if s in SPRING]
+        else:
+            split, items = "camera", [("clean", s) for s in rest] + [("camera", s) for s in rest]
+        folds.append({"arm": "trained", "split": split, "name": f"{path.parent.parent.name}/{path.parent.name}",
+                      "loaded": loaded, "reference": ref, "items": items, "stored": bool(stored)})
+        print(f"trained fold {path}: split {split}, reference {'stored' if stored else 'computed from ' + str(train)}", flush=True)
+    return folds
+
+
+def score_all(folds: list[dict[str, Any]], work: Path) -> list[dict[str, Any]]:
+    """One row per (fold, photo): every measure from one pass over the photo's tiles."""
     from jess_geo.shift.scene import measure_scene
     from jess_geo.shift.stats import running_statistics, shift_score
 
     rows = []
-    for r in plan:
-        model = r["dir"] / "run" / "model.pt"
-        if not model.exists():
-            print(f"skipped {r['name']}: no model", flush=True)
-            continue
-        loaded = load_model_file(model)
-        stored = loaded.metadata.get("feature_stats")
-        fallback = running_statistics(loaded.model)
-        items = [("clean", "clean", s) for s in r["clean"]] + [(k, k, s) for k, s in r["shifted"]]
-        for label, kind, stem in items:
+    for f in folds:
+        fallback = running_statistics(f["loaded"].model)
+        ref = f["reference"] or fallback
+        for kind, stem in f["items"]:
             t0 = time.perf_counter()
-            m = measure_scene(loaded, photo(kind, stem, work), reference=stored or fallback)
-            row = {"model": r["name"], "split": "camera" if r["name"].startswith("loo") else "season", "photo": stem,
-                   "shifted": label != "clean", "kind": label, "tiles": m.tiles, "seconds": round(time.perf_counter() - t0, 2),
-                   "entropy": m.entropy, "free energy": m.energy, "stored": bool(stored)}
+            m = measure_scene(f["loaded"], photo(kind, stem, work), reference=ref)
+            row = {"arm": f["arm"], "split": f["split"], "model": f["name"], "photo": stem, "kind": kind,
+                   "shifted": kind != "clean", "tiles": m.tiles, "seconds": round(time.perf_counter() - t0, 2),
+                   "entropy": m.entropy, "free energy": m.energy, "stored": f.get("stored", False)}
             for metric in ("kl", "w2", "smd"):
-                row[metric] = shift_score(stored or fallback, m.stats or {}, metric)
+                row[metric] = shift_score(ref, m.stats or {}, metric)
             row["kl (fallback: BN running stats)"] = shift_score(fallback, m.stats or {}, "kl")
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -149,20 +236,22 @@ def auc(pos: list[float], neg: list[float]) -> float:
 
 def report(rows: list[dict[str, Any]]) -> str:
     """The printed tables (markdown)."""
-    lines = ["| split | measure | ROC AUC | unshifted (min-max) | shifted (min-max) | pairs shifted > unshifted, same model |",
-             "|---|---|---|---|---|---|"]
-    for split in ("camera", "season"):
-        sub = [r for r in rows if r["split"] == split]
+    lines = ["| arm | split | measure | ROC AUC | unshifted (min-max) | shifted (min-max) | pairs shifted > unshifted, same fold |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, split in [(a, s) for a in ("imagenet", "trained") for s in ("camera", "season")]:
+        sub = [r for r in rows if r["split"] == split and r["arm"] == arm]
+        if not sub:
+            continue
         for meas in MEASURES:
             pos = [r[meas] for r in sub if r["shifted"]]
             neg = [r[meas] for r in sub if not r["shifted"]]
             same = [(p[meas] > n[meas]) for p in sub if p["shifted"] for n in sub if not n["shifted"] and n["model"] == p["model"]]
             rng = lambda v: f"{min(v):.3f} - {max(v):.3f}" if v else "-"  # noqa: E731
-            lines.append(f"| {split} | {meas} | {auc(pos, neg):.2f} | {rng(neg)} | {rng(pos)} | {sum(same)}/{len(same)} |")
-    lines += ["", "| model | photo | kind | tiles | s | kl | w2 | smd | kl fallback | entropy | free energy |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines.append(f"| {arm} | {split} | {meas} | {auc(pos, neg):.2f} | {rng(neg)} | {rng(pos)} | {sum(same)}/{len(same)} |")
+    lines += ["", "| arm | fold | photo | kind | tiles | s | kl | w2 | smd | kl fallback | entropy | free energy |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['photo']} | {r['kind']} | {r['tiles']} | {r['seconds']} | {r['kl']:.3f} | {r['w2']:.3f} | "
+        lines.append(f"| {r['arm']} | {r['model']} | {r['photo']} | {r['kind']} | {r['tiles']} | {r['seconds']} | {r['kl']:.3f} | {r['w2']:.3f} | "
                      f"{r['smd']:.3f} | {r['kl (fallback: BN running stats)']:.3f} | {r['entropy']:.3f} | {r['free energy']:.3f} |")
     return "\n".join(lines)
 
@@ -171,20 +260,35 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/work/bench_models/shift"))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--no-train", action="store_true", help="score the models already trained")
+    ap.add_argument("--train", action="store_true", help="also train the leave-one-out baselines (slow on a busy CPU)")
+    ap.add_argument("--models", type=Path, nargs="*", default=[], help="trained model files to score too (camera or season split)")
+    ap.add_argument("--no-imagenet", action="store_true", help="skip the untrained-network arm")
+    ap.add_argument("--report", nargs="*", default=None, metavar="ROWS.json=ARM",
+                    help="only print the tables from saved rows (the rows of ARM in each file)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
+    if args.report is not None:
+        rows = []
+        for spec in args.report:
+            path, arm = spec.split("=")
+            rows += [r for r in json.loads(Path(path).read_text(encoding="utf-8")) if r["arm"] == arm]
+        text = report(rows)
+        print(text)
+        (ROOT / "benchmarks" / "results" / "shift_score_table.md").write_text(text + "\n", encoding="utf-8")
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     plan = runs(args.work)
-    if not args.no_train:
+    if args.train:
         train_all(plan, args.work, args.jobs)
-    rows = score_all(plan, args.work)
+    loo = [r["dir"] / "run" / "model.pt" for r in plan if (r["dir"] / "run" / "model.pt").exists()]
+    folds = ([] if args.no_imagenet else imagenet_folds(args.work)) + model_folds(list(args.models) + loo)
+    rows = score_all(folds, args.work)
     text = report(rows)
     print(text)
-    (args.work / "rows.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    out = ROOT / "benchmarks" / "results" / "shift_score_table.md"
+    (args.work / f"rows{'_models' if args.no_imagenet else ''}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    out = ROOT / "benchmarks" / "results" / f"shift_score_table{'_models' if args.no_imagenet else ''}.md"
     out.write_text(text + "\n", encoding="utf-8")
     return 0
 

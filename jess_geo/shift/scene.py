@@ -22,9 +22,10 @@ from jess_geo.inference.prepare import Options, prepare_scene
 from jess_geo.inference.resample import resize_bilinear, resize_nearest
 from jess_geo.io.raster import finite_mask, open_raster, read_rows, read_valid
 from jess_geo.models.modelfile import LoadedModel
-from jess_geo.shift.stats import DEFAULT_METRIC, THRESHOLD, FeatureCollector, running_statistics, shift_score
+from jess_geo.shift.stats import DEFAULT_METRIC, THRESHOLD, FeatureCollector, running_statistics, shift_score, threshold_for
 
-__all__ = ["DEFAULT_METRIC", "MAX_TILES", "THRESHOLD", "SceneShift", "measure_scene", "model_reference", "verdict"]
+__all__ = ["DEFAULT_METRIC", "MAX_TILES", "THRESHOLD", "SceneShift", "measure_scene", "model_reference", "threshold_for",
+           "verdict"]
 
 MAX_TILES = 16
 
@@ -106,8 +107,9 @@ def _logit_moments(logits: torch.Tensor, valid: np.ndarray) -> tuple[float, floa
 
 def measure_scene(loaded: LoadedModel, scene: str | Path, *, reference: dict[str, Any] | None = None,
                   max_tiles: int = MAX_TILES, batch_size: int = 4, metric: str = DEFAULT_METRIC,
-                  threshold: float = THRESHOLD, opts: Options | None = None) -> SceneShift:
-    """Score ``scene`` against ``reference`` (default: :func:`model_reference`) with ``loaded``'s network.
+                  threshold: float | None = None, opts: Options | None = None) -> SceneShift:
+    """Score ``scene`` against ``reference`` (default: :func:`model_reference`) with ``loaded``'s network;
+    ``threshold`` defaults to :func:`threshold_for` the reference's origin.
 
     Raises:
         InputError: the scene cannot be read or has no tile with mostly valid pixels.
@@ -116,7 +118,8 @@ def measure_scene(loaded: LoadedModel, scene: str | Path, *, reference: dict[str
         raise InputError(f"--max-tiles {max_tiles} is not positive; pass 1 or more (16 is the default).")
     prep = prepare_scene(scene, loaded.metadata, None, opts or Options(), "model")
     job = prep.job
-    ref = reference if reference is not None else model_reference(loaded)[0]
+    ref, origin = (reference, "given") if reference is not None else model_reference(loaded)
+    limit = threshold if threshold is not None else threshold_for(origin)
     wins = _tile_windows(job, max_tiles)
     sums, n_tiles = [0.0, 0.0, 0], 0
     net = loaded.model.eval()
@@ -137,4 +140,4 @@ def measure_scene(loaded: LoadedModel, scene: str | Path, *, reference: dict[str
     score = shift_score(ref, stats, metric)
     n = max(int(sums[2]), 1)
     return SceneShift(job.info.name, score, sums[0] / n, sums[1] / n, n_tiles, len(job.tiles.grid),
-                      verdict(score, threshold), stats)
+                      verdict(score, limit), stats)

@@ -4,7 +4,7 @@ No second pass: forward pre-hooks on a few BatchNorm layers of the torch runtime
 the first :data:`BATCHES` batches of the tiles ``predict`` runs anyway, then do nothing. After
 the scene, :meth:`ShiftWatch.result` scores them against the model's ``feature_stats`` (or its
 BatchNorm running statistics) and returns a one-line notice when the score is above
-``jess_geo.shift.stats.THRESHOLD``. ONNX Runtime and OpenVINO expose no layers: no notice
+the threshold of :func:`jess_geo.shift.stats.threshold_for`. ONNX Runtime and OpenVINO expose no layers: no notice
 there (`jess-geo check` with the .pt model scores such scenes).
 """
 
@@ -45,16 +45,17 @@ class ShiftWatch:
         fc = self.collector
         if fc is None or fc.batches == 0:
             return None
-        from jess_geo.shift.stats import DEFAULT_METRIC, THRESHOLD, running_statistics, shift_score
+        from jess_geo.shift.stats import DEFAULT_METRIC, running_statistics, shift_score, threshold_for
 
         ref, origin = (self.reference, "stored") if self.reference else (running_statistics(self.net), "fallback")
         score = shift_score(ref, fc.statistics(), DEFAULT_METRIC)
+        limit = threshold_for(origin)
         notice = None
-        if score > THRESHOLD:
-            notice = (f"{scene} looks unlike the model's training data (shift score {score:.2f} > {THRESHOLD:g} "
-                      f"on the first {fc.batches} batches): a new camera or season? "
+        if score > limit:
+            notice = (f"{scene} looks unlike the model's training data (shift score {score:.2f} > {limit:g} "
+                      f"on the first {fc.batches} batch{'es' if fc.batches != 1 else ''}): a new camera or season? "
                       "Run `jess-geo check MODEL SCENE`, and `jess-geo adapt` if it says so.")
-        return {"score": round(score, 4), "threshold": THRESHOLD, "batches": fc.batches, "reference": origin, "notice": notice}
+        return {"score": round(score, 4), "threshold": limit, "batches": fc.batches, "reference": origin, "notice": notice}
 
 
 def shift_watch(rt: Any, reference: dict[str, Any] | None) -> ShiftWatch:
