@@ -23,14 +23,15 @@ those layers of a per-channel Gaussian distance, 0 = identical), the mean entrop
 probabilities and the mean free energy, from one pass over at most --max-tiles tiles spread
 over the scene (a huge scene costs as much as a small one).
 
-\b
 A score above --threshold says the scene looks like a new camera or season, and `check`
 suggests `jess-geo adapt`. Defaults (benchmarks/results/shift_score.md, the camera split:
 between every unshifted held-out photo and every camera-shifted one): 0.12 against stored
 feature_stats; 0.22 for models without them (older files, the demo model, models adapted by
 adabn/tent/histmatch/fewshot), which are scored against their BatchNorm running statistics
-instead (`check` says so). The season shift of the same benchmark is not detected. Exit code 0, also for shifted scenes (--fail-on-shift: 3 when any scene
-looks shifted); 2 on bad input.
+instead (`check` says so). The season shift of the same benchmark is not detected.
+
+Exit code 0, also for shifted scenes (--fail-on-shift: 3 when any scene looks shifted);
+2 on bad input.
 """
 
 
