@@ -14,6 +14,7 @@ from jess_geo_qgis.protocol import (  # noqa: E402
     ClassEntry,
     error_from_stderr,
     failure_message,
+    notices,
     parse_classes,
     parse_plans,
     parse_progress_line,
@@ -98,3 +99,18 @@ def test_error_sentence_is_taken_from_stderr():
     assert error_from_stderr(stderr) == "The scene /x.tif does not exist; check the path."
     assert error_from_stderr("Error: No such option: --bogus\n") == "No such option: --bogus"
     assert error_from_stderr("Traceback (most recent call last):\n  boom\n") == ""
+
+
+def test_a_new_camera_notice_reaches_the_plugin(run_cli, repo_root, tmp_path):
+    """The engine's shift notice rides on its `done` line; the plugin shows it (the clean scene has none)."""
+    from test_check import _shifted_copy
+
+    shifted = _shifted_copy(tmp_path / "shifted.tif")
+    found = {}
+    for scene in (shifted, repo_root / "sample_data" / "scene.tif"):
+        ran = run_cli("predict", scene, "-o", tmp_path / f"{scene.stem}_classes.tif", "--no-vector", "--json-progress")
+        assert ran.exit_code == 0, ran.stderr
+        events = [e for e in map(parse_progress_line, ran.stdout.splitlines()) if e is not None]
+        found[scene.stem] = notices(events)
+    assert len(found["shifted"]) == 1 and "looks unlike the model's training data" in found["shifted"][0]
+    assert found["scene"] == []

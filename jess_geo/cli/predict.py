@@ -238,7 +238,8 @@ def _show(result: dict[str, Any], reporter: Reporter, json_progress: bool, quiet
     if json_progress:
         reporter.emit({"stage": "done", "percent": 100.0, "scene": result["scene"], "outputs": result["outputs"],
                        "classes": result["classes"], "cover": result["cover"],
-                       "tiles": result["tiles"], "tiles_run": result["tiles_run"]})
+                       "tiles": result["tiles"], "tiles_run": result["tiles_run"],
+                       **({"notice": result["shift"]["notice"]} if (result.get("shift") or {}).get("notice") else {})})
     elif not quiet:
         tta = f", test-time augmentation {result['tta']}" if result.get("tta", "none") != "none" else ""
         click.echo(f"{result['scene']}: {result['tiles']} tiles in {result['seconds']:.1f} s on {result['device']} ({result['runtime']}){tta}")

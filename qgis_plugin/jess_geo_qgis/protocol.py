@@ -83,6 +83,11 @@ class Canceled:
 Outcome = Union[Success, Failed, Canceled]
 
 
+def notices(events: List[ProgressEvent]) -> List[str]:
+    """The engine's notices about the finished run (e.g. a scene unlike the model's training data)."""
+    return [str(e.data["notice"]) for e in events if e.stage == "done" and e.data.get("notice")]
+
+
 def parse_json_line(line: str) -> Optional[Dict[str, object]]:
     """The JSON object on ``line`` when it has a string ``stage``; None for anything else."""
     text = line.strip()

@@ -7,7 +7,7 @@ from typing import Optional
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .protocol import Canceled, Failed, Outcome, ProgressEvent, Success
+from .protocol import Canceled, Failed, Outcome, ProgressEvent, Success, notices
 from .request import PredictRequest
 from .runner import run_predict
 from .styling import add_result_layers
@@ -71,6 +71,9 @@ class SegmentTask(QgsTask):
                 main = [outcome.outputs.get(k) for k in ("classes", "vector")]
                 written = ", ".join(p for p in main if p)
                 self._push("jess-geo", f"Segmented {self.request.scene_name}: {written}", Qgis.Success)
+                for notice in notices(outcome.events):  # e.g. the scene looks like a new camera
+                    QgsMessageLog.logMessage(notice, LOG_TAG, Qgis.Warning)
+                    self._push("jess-geo", notice, Qgis.Warning)
             elif isinstance(outcome, Failed):
                 QgsMessageLog.logMessage(outcome.message, LOG_TAG, Qgis.Critical)
                 self._push("jess-geo", outcome.message, Qgis.Critical)
