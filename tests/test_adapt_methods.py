@@ -44,7 +44,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapt_methods")
     for name in ("photo", "scene", "plain", "grey", "labels", "labels7", "nolabels"):
         (root / name).mkdir()
-    rgb = np.asarray(Image.open(SAMPLE / "photo.jpg").convert("RGB"))
+    rgb = np.asarray(Image.open(SAMPLE / "photo.jpg").convert("RGB"))[:160, :160]  # 80 x 80 working px: cheap
     Image.fromarray(_shifted(rgb)).save(root / "photo" / "photo.png")
     Image.fromarray(rgb[..., 0]).save(root / "grey" / "photo.png")
     with rasterio.open(SAMPLE / "scene.tif") as src:
@@ -59,9 +59,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             dst.write(arr)
     # few-shot labels of the shifted photo: its true classes in the top-left quarter only; the
     # rest 255 (labels/) or 7, a value the class table does not have (labels7/, --unlabelled-value 7)
-    truth = np.asarray(Image.open(SAMPLE / "photo_labels.png"))
+    truth = np.asarray(Image.open(SAMPLE / "photo_labels.png"))[:160, :160]
     part = np.full_like(truth, 255)
-    part[:180, :240] = truth[:180, :240]
+    part[:80, :80] = truth[:80, :80]
     Image.fromarray(part).save(root / "labels" / "photo.png")
     Image.fromarray(np.where(part == 255, 7, part).astype(np.uint8)).save(root / "labels7" / "photo.png")
     Image.fromarray(np.full_like(truth, 255)).save(root / "nolabels" / "photo.png")
@@ -218,8 +218,8 @@ def test_fewshot_reads_polygon_labels_and_outside_is_unlabelled(data: dict[str, 
 
     folder = data["root"] / "polygons"
     folder.mkdir()
-    gpd.GeoDataFrame({"class_id": [2]}, geometry=[shapely.box(10, -110, 110, -10)], crs=None).to_file(folder / "photo.gpkg")
+    gpd.GeoDataFrame({"class_id": [2]}, geometry=[shapely.box(10, -90, 90, -10)], crs=None).to_file(folder / "photo.gpkg")
     (scene,) = labelled_scenes(data["photo"], folder, read_metadata(DEMO))
     lichen = read_metadata(DEMO)["classes"].index(next(c for c in read_metadata(DEMO)["classes"] if c["id"] == 2))
     assert set(np.unique(scene.target)) == {lichen, 255}
-    assert int((scene.target == lichen).sum()) == 50 * 50  # 100 x 100 px at the model's photo scale 0.5
+    assert int((scene.target == lichen).sum()) == 40 * 40  # 80 x 80 px at the model's photo scale 0.5
