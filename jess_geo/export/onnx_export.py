@@ -222,6 +222,9 @@ def export_model(
     if not np.isfinite(diff) or diff > TOLERANCE:
         raise ExportError(f"The ONNX graph's logits differ from PyTorch's by {diff:.2g} (> {TOLERANCE:g}); please report this with the model file.")
     say(f"check: ONNX Runtime logits match PyTorch to {diff:.1e} (fp32)")
+    if meta.get("colour_alignment"):
+        say("notice: the colour alignment (adapt --method histmatch) is stored in the metadata and applied by "
+            "jess-geo predict; other ONNX clients, QGIS Deepness among them, ignore it")
     # int8 graphs keep their declared size (the check below covers fp32 only)
     any_size = dynamic or (not int8 and _runs_any_size(net, model, bands, tile, size_multiple(meta["architecture"])))
 
