@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", action="store_true", help="also train the leave-one-out baselines (slow on a busy CPU)")
     ap.add_argument("--models", type=Path, nargs="*", default=[], help="trained model files to score too (camera or season split)")
     ap.add_argument("--no-imagenet", action="store_true", help="skip the untrained-network arm")
+    ap.add_argument("--tag", default=None, help="name the saved rows rows_TAG.json (default: rows / rows_models); only --models are scored")
     ap.add_argument("--report", nargs="*", default=None, metavar="ROWS.json=ARM",
                     help="only print the tables from saved rows (the rows of ARM in each file)")
     args = ap.parse_args(argv)
@@ -282,14 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     plan = runs(args.work)
     if args.train:
         train_all(plan, args.work, args.jobs)
-    loo = [r["dir"] / "run" / "model.pt" for r in plan if (r["dir"] / "run" / "model.pt").exists()]
+    loo = [r["dir"] / "run" / "model.pt" for r in plan if (r["dir"] / "run" / "model.pt").exists() and not args.tag]
     folds = ([] if args.no_imagenet else imagenet_folds(args.work)) + model_folds(list(args.models) + loo)
     rows = score_all(folds, args.work)
     text = report(rows)
     print(text)
-    (args.work / f"rows{'_models' if args.no_imagenet else ''}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    out = ROOT / "benchmarks" / "results" / f"shift_score_table{'_models' if args.no_imagenet else ''}.md"
-    out.write_text(text + "\n", encoding="utf-8")
+    tag = f"_{args.tag}" if args.tag else ("_models" if args.no_imagenet else "")
+    (args.work / f"rows{tag}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    if not args.no_imagenet:
+        (ROOT / "benchmarks" / "results" / "shift_score_table.md").write_text(text + "\n", encoding="utf-8")
     return 0
 
 
