@@ -18,7 +18,9 @@ median per scene; the table gives the median over rounds (and seeds) and the rat
 Scenes: the two held-out photos (the seeds' models) and sample_data/scene.tif (the demo model).
 
     nice -n 10 .venv/bin/python benchmarks/tta.py train [--seeds 1 2]     # the missing models
-    nice -n 10 .venv/bin/python benchmarks/tta.py run [--rounds 2 --repeats 1 --parallel 2]
+    nice -n 10 .venv/bin/python benchmarks/tta.py run [--rounds 1 --repeats 0 --parallel 2] [--write-md]
+    nice -n 10 .venv/bin/python benchmarks/tta.py cost [--rounds 2] [--write-md]   # more demo-cost rounds
+    .venv/bin/python benchmarks/tta.py report [--write-md]                         # tables only
 """
 
 from __future__ import annotations
@@ -197,7 +199,22 @@ def run(args: argparse.Namespace) -> None:
         for mode in rotated(MODES, r):
             specs.append({"kind": "cost", "name": f"cost_{mode}_r{r}", "model": str(DEMO), "mode": mode, "round": r,
                           "scene": str(SCENE), "repeats": 3, "result": str(work / f"cost_{mode}_r{r}.json")})
-    (work / "plan.json").write_text(json.dumps({"models": {str(k): str(v) for k, v in models.items()}, "specs": specs}))
+    (work / "plan.json").write_text(json.dumps({"models": {str(k): str(v) for k, v in models.items()}, "specs": specs,
+                                                "commands": [" ".join(sys.argv[1:])]}))
+    run_children(specs, args.parallel, work)
+
+
+def more_cost(args: argparse.Namespace) -> None:
+    """``--rounds`` more rounds of the demo-model cost (appended to the last run's plan)."""
+    work = OWN / "work" / "runs"
+    plan = json.loads((work / "plan.json").read_text())
+    start = 1 + max((s["round"] for s in plan["specs"] if s["kind"] == "cost"), default=-1)
+    specs = [{"kind": "cost", "name": f"cost_{mode}_r{r}", "model": str(DEMO), "mode": mode, "round": r,
+              "scene": str(SCENE), "repeats": 3, "result": str(work / f"cost_{mode}_r{r}.json")}
+             for r in range(start, start + args.rounds) for mode in rotated(MODES, r)]
+    plan["specs"] += specs
+    plan["commands"] = plan.get("commands", ["run --rounds 1 --write-md"]) + [" ".join(sys.argv[1:])]
+    (work / "plan.json").write_text(json.dumps(plan))
     run_children(specs, args.parallel, work)
 
 
@@ -293,7 +310,8 @@ def report(args: argparse.Namespace) -> str:
     plan, done = collect()
     evals = [d for d in done if d["kind"] == "eval"]
     lines = ["# Test-time augmentation: gain and cost", "",
-             "`nice -n 10 .venv/bin/python benchmarks/tta.py run " + " ".join(sys.argv[2:]) + "` (tables: `... report`).",
+             "Commands: " + "; ".join(f"`nice -n 10 .venv/bin/python benchmarks/tta.py {c}`"
+                                      for c in plan.get("commands", ["run --rounds 1 --write-md"])) + ".",
              "Models: " + ", ".join(f"seed {k}: {v}" for k, v in plan["models"].items()), ""]
     if evals:
         lines += gain_tables(evals)
@@ -313,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         CHILDREN[argv[1]](json.loads(Path(argv[2]).read_text()))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["train", "run", "report"])
+    ap.add_argument("command", choices=["train", "run", "cost", "report"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
@@ -322,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "train":
         train(args)
-    elif args.command == "run":
-        run(args)
+    elif args.command in ("run", "cost"):
+        run(args) if args.command == "run" else more_cost(args)
         report(args)
     else:
         report(args)
