@@ -12,10 +12,12 @@ thread): helper A's ``/work/bench_models/rare/ce/seed<k>/model.pt`` where its ru
 ``/work/bench_models/tta/seed<k>/``. Paired differences (flips - none, d4 - none) per seed.
 
 Cost: wall seconds per scene. Every (model, mode) runs in its own process (``nice -n 10``, one
-torch thread, CPU), the modes alternating in rotated order round after round; a process opens
-the model once, runs its scenes once to warm up and then ``--repeats`` times, and keeps the
-median per scene; the table gives the median over rounds (and seeds) and the ratio to ``none``.
-Scenes: the two held-out photos (the seeds' models) and sample_data/scene.tif (the demo model).
+torch thread, CPU), the modes in rotated order per seed and per round; a process opens the model
+once. Photos (the seeds' models, ``evaluate_model`` per photo): with ``--repeats 0`` (default)
+each photo is run and timed once, the first one carrying the warm-up; with ``--repeats N`` a
+warm-up pass and then the median of N. The sample scene (demo model, ``predict_raster``): a
+warm-up run, then the median of 3. The table gives the median over processes and the ratio to
+``none``.
 
     nice -n 10 .venv/bin/python benchmarks/tta.py train [--seeds 1 2]     # the missing models
     nice -n 10 .venv/bin/python benchmarks/tta.py run [--rounds 1 --repeats 0 --parallel 2] [--write-md]
