@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  photo_cover.json: area unit {cover.get('area_unit')!r}, valid pixels {cover['valid_pixels']}")
 
     print("\n[adapt] fine-tune the base model to the target camera with JESS (target labels only score)")
-    run([CLI, "adapt", base, "--config", cfg, "--images", cam["train"] / "images", "--masks", cam["train"] / "masks",
+    run([CLI, "adapt", base, "--method", "jess", "--config", cfg, "--images", cam["train"] / "images", "--masks", cam["train"] / "masks",
          "--target-images", cam["target"] / "images", "--target-masks", cam["target"] / "masks",
          "--output-dir", "adapted", "--epochs", str(args.epochs), "--lr", "5e-4", "--jess-batchnorm", "split", "--quiet"], work)
     out = run([CLI, "info", "adapted/model.pt"], work, show=False)

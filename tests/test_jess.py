@@ -143,7 +143,7 @@ def base_model(folders: dict[str, Path], run_cli: Callable) -> Path:
 
 def _adapt(base_model: Path, folders: dict[str, Path], out: Path, extra: list[str], run_cli: Callable) -> str:
     """`jess-geo adapt` of the base model to the shifted sample photo; must succeed; returns stdout."""
-    res = run_cli("adapt", base_model, "--images", SAMPLE / "train" / "images", "--masks", SAMPLE / "train" / "masks",
+    res = run_cli("adapt", base_model, "--method", "jess", "--images", SAMPLE / "train" / "images", "--masks", SAMPLE / "train" / "masks",
                   "--target-images", folders["target"], "--output-dir", out, "--quiet", *extra)
     assert res.exit_code == 0, res.stderr
     return res.stdout
@@ -219,7 +219,7 @@ def test_bad_jess_input_is_one_line(
     if command == "train":
         args = ["train", "--config", str(folders["config"]), "--classes", str(SAMPLE / "classes.json"), "--method", "jess", *args]
     else:
-        args = ["adapt", str(base_model), *args]
+        args = ["adapt", str(base_model), "--method", "jess", *args]
     message = assert_cli_error(run_cli(*args))
     expected = {"empty": "holds no raster files", "bands": "photo.png has 1 image band(s) but the model reads band(s) [1, 2, 3]",
                 "lambda": "energy_weight: must be 0 or more (lambda)"}[case]

@@ -85,7 +85,7 @@ def test_train_and_adapt_command_lines():
     adapt = TrainRequest(model_path="/m/adapted.pt", base_model="/m/base.pt", images_dir="/src/images",
                          masks_dir="/src/masks", targets=["/d/new.tif"])
     assert build_train_command("jess-geo", adapt, workspace) == [
-        "jess-geo", "adapt", "/m/base.pt", "--images", "/src/images", "--masks", "/src/masks",
+        "jess-geo", "adapt", "/m/base.pt", "--method", "jess", "--images", "/src/images", "--masks", "/src/masks",
         "--target-images", "/w/targets", "--output-dir", "/w/run", "--accelerator", "auto", "--quiet", "--json"]
 
 

@@ -157,7 +157,7 @@ def test_adapt_refuses_an_output_folder_that_is_an_input(
     out = {"base_folder": base, "images_folder": images}[where]
     before = _files(tmp_path)
     for extra in ([], ["--overwrite"]):  # --overwrite never allows replacing an input
-        proc = run_cli("adapt", base / "model.pt", "--images", images, "--masks", sample_train["masks"],
+        proc = run_cli("adapt", base / "model.pt", "--method", "jess", "--images", images, "--masks", sample_train["masks"],
                        "--target-images", images, "--output-dir", out, "--quiet", *extra)
         message = assert_cli_error(proc)
         what = "the base model" if where == "base_folder" else "an input folder"

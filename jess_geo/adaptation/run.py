@@ -52,11 +52,13 @@ def check_flags(method: str, config: str | None, flags: dict[str, Any]) -> dict[
             raise ConfigError(f"--method jess does not take {_option(wrong[0])}; drop it or choose another --method.")
         return given
     if config:
-        raise ConfigError(f"--config is read by --method jess only; pass --method {method}'s settings as flags.")
+        raise ConfigError(f"--config is read by --method jess only; pass --method {method}'s settings as flags, or add --method jess.")
     wrong = sorted(set(given) - TAKES[method])
     if wrong:
         takes = ", ".join(sorted(_option(k) for k in TAKES[method]))
-        raise ConfigError(f"--method {method} does not take {_option(wrong[0])}; drop it (it takes {takes}).")
+        jess_only = {"images", "masks", "epochs"} & set(wrong) and method != "histmatch" or "masks" in wrong
+        hint = "; or add --method jess to fine-tune on labelled source images" if jess_only else ""
+        raise ConfigError(f"--method {method} does not take {_option(wrong[0])}: drop it (it takes {takes}){hint}.")
     for key in NEEDS[method]:
         if key not in given:
             raise ConfigError(f"--method {method} needs {_option(key)} ({WHAT[key]}).")

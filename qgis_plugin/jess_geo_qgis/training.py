@@ -205,7 +205,7 @@ def build_train_command(executable: str, request: TrainRequest, workspace: Works
     """The ``jess-geo train`` / ``adapt`` argument list for ``request`` working in ``workspace``."""
     command = [executable, request.command_name]
     if request.base_model:
-        command.append(request.base_model)
+        command += [request.base_model, "--method", "jess"]
         command += ["--images", request.images_dir, "--masks", request.masks_dir,
                     "--target-images", workspace.path("targets")]
     else:
