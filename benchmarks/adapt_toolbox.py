@@ -24,13 +24,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child_queue import niced, run_queue  # noqa: E402
 from domain_shift import DATA, ROOT, SPLITS, fmt, mean_se, prepare  # noqa: E402
 
 MODELS = Path("/work/bench_models/adapt")
@@ -412,36 +412,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def run_jobs(jobs: list[dict[str, Any]], parallel: int) -> list[dict[str, Any]]:
     """Run each job in its own (niced) process, ``parallel`` at a time; results of those that succeed."""
     results: list[dict[str, Any]] = []
-    running: list[tuple[subprocess.Popen, dict[str, Any], float]] = []
-    pending = list(jobs)
     print(f"{len(jobs)} runs, {parallel} at a time", flush=True)
-    while pending or running:
-        while pending and len(running) < parallel:
-            spec = pending.pop(0)
-            sp = Path(spec["result"]).with_suffix(".spec.json")
-            sp.parent.mkdir(parents=True, exist_ok=True)
-            sp.write_text(json.dumps(spec))
-            log = open(Path(spec["result"]).with_suffix(".log"), "w")
-            p = subprocess.Popen(["nice", "-n", "10", sys.executable, __file__, "--child", str(sp)],
-                                 stdout=log, stderr=subprocess.STDOUT)
-            running.append((p, spec, time.perf_counter()))
-        time.sleep(2)
-        for item in list(running):
-            p, spec, t0 = item
-            if p.poll() is None:
-                continue
-            running.remove(item)
-            tag = f"{spec['split']} {spec['method']} seed {spec['seed']}"
-            if p.returncode != 0:
-                print(f"  {tag}: FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
-                continue
-            r = json.loads(Path(spec["result"]).read_text())
-            r["wall_s"] = time.perf_counter() - t0
-            Path(spec["result"]).write_text(json.dumps(r))
-            results.append(r)
-            acc = r.get("target_accuracy")
-            print(f"  {tag}: " + (f"target acc {100 * acc:.1f} %, mIoU {100 * r['target_miou']:.1f} %, " if acc is not None else "")
-                  + f"run {r['wall_s'] / 60:.1f} min", flush=True)
+    finished = run_queue(jobs, lambda spec, sp: niced(sys.executable, __file__, "--child", str(sp)),
+                         lambda spec: Path(spec["result"]).with_suffix(".spec.json"),
+                         lambda spec: Path(spec["result"]).with_suffix(".log"), parallel)
+    for spec, code, seconds in finished:
+        tag = f"{spec['split']} {spec['method']} seed {spec['seed']}"
+        if code != 0:
+            print(f"  {tag}: FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
+            continue
+        r = json.loads(Path(spec["result"]).read_text())
+        r["wall_s"] = seconds
+        Path(spec["result"]).write_text(json.dumps(r))
+        results.append(r)
+        acc = r.get("target_accuracy")
+        print(f"  {tag}: " + (f"target acc {100 * acc:.1f} %, mIoU {100 * r['target_miou']:.1f} %, " if acc is not None else "")
+              + f"run {r['wall_s'] / 60:.1f} min", flush=True)
     return results
 
 

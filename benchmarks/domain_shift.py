@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from child_queue import run_queue  # noqa: E402  (benchmarks/ is the script folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "biocrust_usa"
 CLI = Path(sys.executable).parent / "jess-geo"
@@ -264,31 +266,19 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 jobs.append(spec)
     (work / "runs").mkdir(exist_ok=True)
     results: list[dict[str, Any]] = []
-    running: list[tuple[subprocess.Popen, dict[str, Any], float]] = []
-    pending = list(jobs)
     print(f"{len(jobs)} runs, {args.parallel} at a time, work folder {work}", flush=True)
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            spec = pending.pop(0)
-            sp = Path(spec["result"]).with_suffix(".spec.json")
-            sp.write_text(json.dumps(spec))
-            log = open(Path(spec["result"]).with_suffix(".log"), "w")
-            p = subprocess.Popen([sys.executable, __file__, "--child", str(sp)], stdout=log, stderr=subprocess.STDOUT)
-            running.append((p, spec, time.perf_counter()))
-        time.sleep(2)
-        for item in list(running):
-            p, spec, t0 = item
-            if p.poll() is None:
-                continue
-            running.remove(item)
-            if p.returncode != 0:
-                print(f"run {spec['split']} {spec['arm']} seed {spec['seed']} FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
-                continue
-            r = json.loads(Path(spec["result"]).read_text())
-            r["wall_s"] = time.perf_counter() - t0
-            results.append(r)
-            print(f"  {r['split']:<7}{r['arm']:<9} seed {r['seed']}: target acc {100 * r['target_accuracy']:.1f} %, "
-                  f"mIoU {100 * r['target_miou']:.1f} %, train {r['train_s'] / 60:.1f} min, run {r['wall_s'] / 60:.1f} min", flush=True)
+    finished = run_queue(jobs, lambda spec, sp: [sys.executable, __file__, "--child", str(sp)],
+                         lambda spec: Path(spec["result"]).with_suffix(".spec.json"),
+                         lambda spec: Path(spec["result"]).with_suffix(".log"), args.parallel)
+    for spec, code, seconds in finished:
+        if code != 0:
+            print(f"run {spec['split']} {spec['arm']} seed {spec['seed']} FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
+            continue
+        r = json.loads(Path(spec["result"]).read_text())
+        r["wall_s"] = seconds
+        results.append(r)
+        print(f"  {r['split']:<7}{r['arm']:<9} seed {r['seed']}: target acc {100 * r['target_accuracy']:.1f} %, "
+              f"mIoU {100 * r['target_miou']:.1f} %, train {r['train_s'] / 60:.1f} min, run {r['wall_s'] / 60:.1f} min", flush=True)
     return results
 
 

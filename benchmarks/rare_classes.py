@@ -29,13 +29,14 @@ import csv
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child_queue import niced, run_queue  # noqa: E402
 from domain_shift import DATA, SPLITS, _link, mean_se  # noqa: E402  (the shared split definitions)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,30 +133,21 @@ def run_all(args: argparse.Namespace) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         pending.append({"arm": arm, "seed": seed, "config": run_config(arm, seed, folders, out, args),
                         "heldout": str(folders["heldout"]), "result": str(work / f"{arm}_s{seed}.json")})
-    running: list[tuple[subprocess.Popen, dict[str, Any]]] = []
     print(f"{len(pending)} runs, {args.parallel} at a time; models in {models}", flush=True)
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            spec = pending.pop(0)
-            sp = Path(spec["result"]).with_suffix(".spec.json")
-            sp.write_text(json.dumps(spec))
-            log = open(Path(spec["result"]).with_suffix(".log"), "w")
-            cmd = ["nice", "-n", "10", sys.executable, __file__, "--child", str(sp)]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), spec))
-        time.sleep(2)
-        for item in list(running):
-            p, spec = item
-            if p.poll() is None:
-                continue
-            running.remove(item)
-            if p.returncode != 0:
-                print(f"  {spec['arm']} seed {spec['seed']} FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
-                continue
+    left = Counter(spec["arm"] for spec in pending)
+    finished = run_queue(pending, lambda spec, sp: niced(sys.executable, __file__, "--child", str(sp)),
+                         lambda spec: Path(spec["result"]).with_suffix(".spec.json"),
+                         lambda spec: Path(spec["result"]).with_suffix(".log"), args.parallel)
+    for spec, code, _seconds in finished:
+        left[spec["arm"]] -= 1
+        if code != 0:
+            print(f"  {spec['arm']} seed {spec['seed']} FAILED (see {Path(spec['result']).with_suffix('.log')})", flush=True)
+        else:
             r = json.loads(Path(spec["result"]).read_text())
             print(f"  {r['arm']:<12} seed {r['seed']}: OA {100 * r['accuracy']:.1f} %, mIoU {100 * r['miou']:.1f} %, "
                   f"rare {100 * rare_iou(r):.1f} %, train {r['train_cpu_s']:.0f} CPU s", flush=True)
-            if not any(s["arm"] == spec["arm"] for s in pending) and not any(s["arm"] == spec["arm"] for _, s in running):
-                _mark_ready(models, work, spec["arm"])
+        if left[spec["arm"]] == 0:
+            _mark_ready(models, work, spec["arm"])
 
 
 def rare_iou(r: dict[str, Any]) -> float:

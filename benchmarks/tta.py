@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child_queue import niced, run_queue  # noqa: E402
 from domain_shift import DATA, SPLITS, _link, mean_se  # noqa: E402  (the shared split definitions)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,24 +141,12 @@ CHILDREN = {"train": child_train, "eval": child_eval, "cost": child_cost}
 
 def run_children(specs: list[dict[str, Any]], parallel: int, work: Path) -> None:
     """Run each spec in its own ``nice -n 10`` process, ``parallel`` at a time, in the given order."""
-    pending, running = list(specs), []
-    while pending or running:
-        while pending and len(running) < parallel:
-            spec = pending.pop(0)
-            path = work / f"{spec['name']}.spec.json"
-            path.write_text(json.dumps(spec))
-            log = open(work / f"{spec['name']}.log", "w")
-            cmd = ["nice", "-n", "10", sys.executable, __file__, "--child", spec["kind"], str(path)]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), spec, log))
-        time.sleep(1)
-        for item in list(running):
-            proc, spec, log = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            state = "done" if proc.returncode == 0 else f"FAILED (see {work / spec['name']}.log)"
-            print(f"  {spec['name']}: {state}", flush=True)
+    finished = run_queue(specs, lambda spec, sp: niced(sys.executable, __file__, "--child", spec["kind"], str(sp)),
+                         lambda spec: work / f"{spec['name']}.spec.json", lambda spec: work / f"{spec['name']}.log",
+                         parallel, poll_s=1.0)
+    for spec, code, _seconds in finished:
+        state = "done" if code == 0 else f"FAILED (see {work / spec['name']}.log)"
+        print(f"  {spec['name']}: {state}", flush=True)
 
 
 # ------------------------------------------------------------------------------ commands
