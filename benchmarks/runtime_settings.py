@@ -23,27 +23,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runtime_throughput import _time, model_flops  # noqa: E402  (the same timing and FLOP count)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "jess_geo" / "assets" / "demo_model.pt"
 TILE, BATCH = 512, 4
 VARIANTS = ["sgemm", "ort", "ort-nospin", "ort-extended", "ort-split", "ov", "ov-throughput", "ov-pinned"]
-
-
-def _time(fn: Callable[[], object], calls: int) -> float:
-    fn()  # warm-up (allocation, compilation)
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def _ort(model: bytes, variant: str, threads: int) -> Callable[[np.ndarray], object]:
@@ -110,20 +102,6 @@ def child(variant: str, onnx_path: Path, threads: int, calls: int) -> dict:
     return {"seconds": _time(lambda: run(x), calls)}
 
 
-def model_flops() -> float:
-    """FLOPs of one 512 x 512 tile through the demo network (torch.utils.flop_counter)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from jess_geo.models.modelfile import load_model_file
-
-    net = load_model_file(DEMO).model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        net(torch.zeros(1, 3, TILE, TILE))
-    return float(counter.get_total_flops())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -139,7 +117,7 @@ def main() -> None:
     from jess_geo.export.onnx_export import export_model
 
     variants = ["sgemm"] + [v for v in args.variants.split(",") if v and v != "sgemm"]
-    flops = model_flops()
+    flops = model_flops(DEMO)
     print(f"{len(os.sched_getaffinity(0))} cores available, {args.threads} thread(s) per contender; batch {BATCH} x {TILE}^2; "
           f"demo network {flops / 1e9:.2f} GFLOP per tile; {args.rounds} rounds x {args.calls} calls, medians")
     results: dict[str, list[dict]] = {v: [] for v in variants}
