@@ -6,7 +6,6 @@ import importlib.util
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import segmentation_models_pytorch as smp
 import torch
