@@ -6,9 +6,10 @@ from typing import Dict
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsMapLayerComboBox
-from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLineEdit
+from qgis.PyQt.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QLineEdit
 
 from .area import extent_area, parse_bands, polygon_area  # noqa: F401 (parse_bands used by the dialog)
+from .segment_widgets import choice
 
 AREAS = ("Entire layer", "Map canvas extent", "Polygon layer")
 
@@ -17,9 +18,7 @@ def build_area(owner) -> QGroupBox:
     """The area choice (with its polygon layer and 'selected features only') and the band mapping."""
     box = QGroupBox("Area and bands")
     form = QFormLayout(box)
-    owner.area_combo = QComboBox()
-    owner.area_combo.setObjectName("area")
-    owner.area_combo.addItems(list(AREAS))
+    owner.area_combo = choice("area", AREAS)
     form.addRow("Area", owner.area_combo)
     owner.area_layer_combo = QgsMapLayerComboBox()
     owner.area_layer_combo.setObjectName("areaLayer")

@@ -123,6 +123,16 @@ def _double_spin(name: str, maximum: float, decimals: int, special: str, tip: st
     return spin
 
 
+def choice(name: str, items, tip: str = "") -> QComboBox:
+    """A combo box of fixed string choices, named for tests and styles."""
+    combo = QComboBox()
+    combo.setObjectName(name)
+    combo.addItems(list(items))
+    if tip:
+        combo.setToolTip(tip)
+    return combo
+
+
 def build_options(owner) -> QGroupBox:
     """Tile size, overlap, device, polygon minimum area and simplification."""
     box = QGroupBox("Options")
@@ -132,15 +142,10 @@ def build_options(owner) -> QGroupBox:
     owner.overlap_spin = _spin("overlap", 8192, 8, minimum=-1)
     owner.overlap_spin.setValue(-1)
     form.addRow("Overlap", owner.overlap_spin)
-    owner.device_combo = QComboBox()
-    owner.device_combo.setObjectName("device")
-    owner.device_combo.addItems(list(DEVICES))
+    owner.device_combo = choice("device", DEVICES)
     form.addRow("Device", owner.device_combo)
-    owner.tta_combo = QComboBox()
-    owner.tta_combo.setObjectName("tta")
-    owner.tta_combo.addItems(list(TTA_CHOICES))
-    owner.tta_combo.setToolTip("Test-time augmentation: average the network over 4 flips or the 8 dihedral "
-                               "views of every tile (4x or 8x the network time)")
+    owner.tta_combo = choice("tta", TTA_CHOICES, "Test-time augmentation: average the network over 4 flips or "
+                             "the 8 dihedral views of every tile (4x or 8x the network time)")
     form.addRow("Test-time augmentation", owner.tta_combo)
     owner.min_area_spin = _double_spin(
         "minArea", 1e12, 2, "keep all polygons",
