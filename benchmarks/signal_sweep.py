@@ -76,13 +76,17 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, absolute: bool) -> dict:
-    """Start predict, send ``sig`` at ``offset`` seconds (from start if ``absolute``, else from the last tile)."""
+def one_run(exe: list[str], scene: Path, work: Path, sig: int, offset: float, absolute: bool,
+            model: str | None = None) -> dict:
+    """Start predict (``model``: a model file, else the bundled one), send ``sig`` at ``offset``
+    seconds (from start if ``absolute``, else from the last tile)."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     cmd = [*exe, "predict", str(scene), "-o", str(out / "x_classes.tif"), "--probabilities", str(out / "x_probabilities.tif"),
            "--energy", str(out / "x_energy.tif"), "--json-progress", "--overwrite"]
+    if model:
+        cmd += ["--model", model]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=work,
                             preexec_fn=_default_signals)
@@ -141,6 +145,7 @@ def main() -> None:
     ap.add_argument("--absolute", type=float, nargs="*", default=[0.3, 1.0, 2.0, 3.0],
                     help="also send at these seconds after start (start-up and tile stage)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--model", default=None, help="model file (.pt or .onnx); default: the bundled demo model")
     ap.add_argument("--json", type=Path, default=None, help="write every run's record here")
     a = ap.parse_args()
     exe = [a.exe] if Path(a.exe).exists() else a.exe.split()
@@ -154,14 +159,14 @@ def main() -> None:
             sig = getattr(signal, f"SIG{name}")
             for _ in range(a.repeats):
                 for off in offsets:
-                    records.append({"signal": name, **one_run(exe, scene, work, sig, off, absolute=False)})
+                    records.append({"signal": name, **one_run(exe, scene, work, sig, off, absolute=False, model=a.model)})
                 for off in a.absolute:
-                    records.append({"signal": name, **one_run(exe, scene, work, sig, off, absolute=True)})
+                    records.append({"signal": name, **one_run(exe, scene, work, sig, off, absolute=True, model=a.model)})
                 r = records[-1]
             for r in (r for r in records if r["signal"] == name):
                 if not r["ok"]:
                     print(f"  SIG{name} offset {r['offset']:+.3f}{' abs' if r['absolute'] else ''}: rc {r['rc']}, left {r['left']}, {r['stderr']}")
-    print(f"exe: {' '.join(exe)}; scene {a.size} x {a.size}")
+    print(f"exe: {' '.join(exe)}; model {a.model or 'bundled demo'}; scene {a.size} x {a.size}")
     for name in a.signal:
         rs = [r for r in records if r["signal"] == name]
         sent = sum(r["sent"] for r in rs)

@@ -270,6 +270,27 @@ def tiny_config() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory: pytest.TempPathFactory, run_cli: Callable[..., CliResult]) -> Path:
+    """The bundled demo model exported to ONNX with the real command line, once per test run.
+
+    The export (about 10 s) is shared by the xdist workers of one run through a lock file in the
+    run's own base folder; its printed report is kept beside it (``demo_model.export.txt``).
+    """
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's folder, shared by its workers (pytest-N/popen-gwK -> pytest-N)
+    out = base / "demo_model.onnx"
+    with FileLock(str(out) + ".lock"):
+        if not out.is_file():
+            result = run_cli("export", ROOT / "jess_geo" / "assets" / "demo_model.pt", out)
+            assert result.returncode == 0, result.stderr
+            out.with_suffix(".export.txt").write_text(result.stdout, encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="session")
 def trained_run(
     tmp_path_factory: pytest.TempPathFactory,
     sample_train: dict[str, Path],

@@ -20,14 +20,12 @@ SCENE = ROOT / "sample_data" / "scene.tif"
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, run_cli: Any) -> Path:
+def exported(demo_onnx: Path) -> Path:
     """The demo model exported once with the real command line (fp32, fixed 256 x 256 tiles)."""
-    out = tmp_path_factory.mktemp("onnx") / "demo.onnx"
-    result = run_cli("export", DEMO, out)
-    assert result.exit_code == 0, result.stderr
-    assert "match PyTorch to" in result.stdout
-    assert f"wrote {out}" in result.stdout
-    return out
+    report = demo_onnx.with_suffix(".export.txt").read_text(encoding="utf-8")
+    assert "match PyTorch to" in report
+    assert f"wrote {demo_onnx}" in report
+    return demo_onnx
 
 
 def _props(path: Path) -> dict[str, str]:
