@@ -106,7 +106,8 @@ def model_path(tmp_path_factory) -> str:
     demo model's ONNX export (`jess-geo export`, checked against PyTorch there) gives the same
     classes, bands and tile size, and each `jess-geo info` / `predict` child starts without
     importing torch (about 1 s instead of 7). The .pt model itself still runs end to end through
-    the plugin where model '' is passed (test_area.py, test_corrections.py, test_train.py).
+    the plugin in test_corrections.py (segment, retrain, segment again in the dialog) and
+    test_train.py (train and adapt).
     Falls back to '' (the demo .pt) with a warning when this jess-geo cannot export.
     """
     if os.environ.get("JESS_GEO_TEST_MODEL") is not None:

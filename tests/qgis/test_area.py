@@ -1,4 +1,8 @@
-"""Segment only part of a layer: the map canvas extent (--bbox) and a polygon layer (--aoi), real QGIS and jess-geo."""
+"""Segment only part of a layer: the map canvas extent (--bbox) and a polygon layer (--aoi), real QGIS and jess-geo.
+
+The runs use the session's test model (the demo model's ONNX export, see conftest.model_path):
+the area options are the plugin's and the engine's tiling business, not the network's.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,12 @@ def _scene(tmp_path):
     return scene, layer
 
 
-def _predict(exe, scene, tmp_path, **area):
+def _predict(exe, model, scene, tmp_path, **area):
     from jess_geo_qgis.protocol import Success
     from jess_geo_qgis.request import PredictRequest
     from jess_geo_qgis.runner import run_predict
 
-    request = PredictRequest(scene=str(scene), classes_path=str(tmp_path / "classes.tif"),
+    request = PredictRequest(scene=str(scene), model=model, classes_path=str(tmp_path / "classes.tif"),
                              vector_path=str(tmp_path / "classes.gpkg"), device="cpu", **area)
     outcome = run_predict(exe, request)
     assert isinstance(outcome, Success), outcome
@@ -38,7 +42,7 @@ def _read(path):
     return band.ReadAsArray(), band.GetNoDataValue(), dataset.GetGeoTransform()
 
 
-def test_canvas_extent_segments_only_what_is_on_screen(tmp_path, qgis_iface, jess_geo_predict):
+def test_canvas_extent_segments_only_what_is_on_screen(tmp_path, qgis_iface, jess_geo_predict, model_path):
     from jess_geo_qgis.area import extent_area
 
     scene, layer = _scene(tmp_path)
@@ -50,7 +54,7 @@ def test_canvas_extent_segments_only_what_is_on_screen(tmp_path, qgis_iface, jes
     canvas.setExtent(wanted)
     area = extent_area(canvas.extent(), canvas.mapSettings().destinationCrs())
     assert area["bbox_crs"] == layer.crs().authid()
-    outcome = _predict(jess_geo_predict, scene, tmp_path, **area)
+    outcome = _predict(jess_geo_predict, model_path, scene, tmp_path, **area)
     values, nodata, transform = _read(outcome.outputs["classes"])
     out_width = values.shape[1] * transform[1]
     assert values.shape[1] < layer.width() and values.shape[0] < layer.height(), (area, canvas.size())
@@ -64,7 +68,7 @@ def test_canvas_extent_segments_only_what_is_on_screen(tmp_path, qgis_iface, jes
     print(f"\ncanvas {area['bbox']} -> classes {values.shape[1]} x {values.shape[0]} px of {layer.width()} x {layer.height()}")
 
 
-def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo_predict):
+def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo_predict, model_path):
     from jess_geo_qgis.area import polygon_area
 
     scene, layer = _scene(tmp_path)
@@ -77,7 +81,7 @@ def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo
         polygons.dataProvider().addFeatures([feature])
     polygons.selectByIds([next(polygons.getFeatures()).id()])
     area = polygon_area(polygons, selected_only=True, folder=str(tmp_path))
-    outcome = _predict(jess_geo_predict, scene, tmp_path, **area)
+    outcome = _predict(jess_geo_predict, model_path, scene, tmp_path, **area)
     values, nodata, transform = _read(outcome.outputs["classes"])
     labelled = values != nodata
     h, w = values.shape
@@ -89,12 +93,12 @@ def test_polygon_layer_area_leaves_nodata_outside_the_polygon(tmp_path, jess_geo
 
 
 def test_dialog_area_and_bands_choices_reach_the_run(tmp_path, qtbot, qgis_iface, loaded_plugin, plugin_settings,
-                                                     jess_geo_predict):
+                                                     jess_geo_predict, model_path):
     from qgis.core import QgsProject
 
     scene, layer = _scene(tmp_path)
     QgsProject.instance().addMapLayer(layer)
-    plugin_settings(executable=jess_geo_predict, model="", device="cpu")
+    plugin_settings(executable=jess_geo_predict, model=model_path, device="cpu")
     loaded_plugin.action.trigger()
     dialog = loaded_plugin.dialog
     qtbot.waitUntil(lambda: dialog.engine is not None and "classes" in dialog.model_label.text(), timeout=600_000)
@@ -125,15 +129,15 @@ def test_dialog_area_and_bands_choices_reach_the_run(tmp_path, qtbot, qgis_iface
 
 
 def test_processing_segment_with_an_extent_and_polygons(tmp_path, qgis_processing, loaded_plugin, plugin_settings,
-                                                       jess_geo_predict):
+                                                       jess_geo_predict, model_path):
     import processing
 
     scene, layer = _scene(tmp_path)
-    plugin_settings(executable=jess_geo_predict, model="")
+    plugin_settings(executable=jess_geo_predict, model=model_path)
     c, half = layer.extent().center(), layer.extent().height() / 8
     box = f"{c.x() - half},{c.x() + half},{c.y() - half},{c.y() + half} [{layer.crs().authid()}]"
     results = processing.run("jessgeo:segmentraster", {
-        "INPUT": str(scene), "EXTENT": box, "DEVICE": "cpu", "BANDS": "1,2,3",
+        "INPUT": str(scene), "MODEL": model_path, "EXTENT": box, "DEVICE": "cpu", "BANDS": "1,2,3",
         "OUTPUT": str(tmp_path / "box.tif"), "VECTOR_OUTPUT": str(tmp_path / "box.gpkg")})
     values, nodata, _ = _read(results["OUTPUT"])
     assert values.shape[0] < layer.height() and (values == nodata).any() and (values != nodata).any()

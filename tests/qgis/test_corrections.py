@@ -1,7 +1,10 @@
 """Retrain with corrections in real QGIS: edit predicted polygons, fine-tune with `train --init`, predict again.
 
-The class fraction inside the corrected polygons is measured before and after (printed; run
-with -s to see it) and must move toward the corrected class.
+One run of the whole loop as a user does it, with the demo .pt model (the torch runtime end to
+end through the plugin): the dialog segments, the user relabels polygons, the correction panel's
+Retrain fine-tunes and the dialog segments again. The class fraction inside the corrected
+polygons is measured before and after (printed; run with -s to see it) and must move toward the
+corrected class.
 """
 
 from __future__ import annotations
@@ -12,21 +15,9 @@ import shutil
 import subprocess
 from collections import Counter
 
-import numpy as np
-from qgis.core import QgsVectorLayer
-
 from plugin_testing import REPO
 
 DEMO = REPO / "jess_geo" / "assets" / "demo_model.pt"
-RECIPE = "samples_per_epoch: 32\nbatch_size: 4\ncrop_size: 64\nval_crop: 128\nlr: 0.001\nseed: 0\n"
-
-
-def _predict(exe: str, model: str, scene, stem):
-    out, vector = scene.with_name(f"{stem}.tif"), scene.with_name(f"{stem}.gpkg")
-    done = subprocess.run([exe, "predict", str(scene), "--model", model, "--output", str(out), "--vector", str(vector),
-                           "--device", "cpu", "--quiet"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    return out, vector
 
 
 def _fraction_inside(classes_tif, vector, fids, class_id: int) -> float:
@@ -46,23 +37,14 @@ def _fraction_inside(classes_tif, vector, fids, class_id: int) -> float:
     return float((values[inside] == class_id).mean())
 
 
-def test_retrain_with_corrections_moves_the_prediction_toward_the_corrected_class(tmp_path, jess_geo_exe, qgis_iface):
-    from jess_geo_qgis.corrections import corrections_request
-    from jess_geo_qgis.training import classes_from_info
-    from jess_geo_qgis.train_runner import run_train
-
-    scene = tmp_path / "scene.tif"
-    shutil.copy(REPO / "sample_data" / "scene.tif", scene)
-    before_tif, polygons = _predict(jess_geo_exe, str(DEMO), scene, "before")
-    layer = QgsVectorLayer(f"{polygons}|layername=classes", "classes", "ogr")
-    assert layer.isValid() and layer.featureCount() > 0
+def _relabel_a_third_of_the_dominant_class(layer) -> tuple[list[int], int, int, float, float]:
+    """The user's correction: the largest polygons of the dominant class, a third of its area, become another class."""
     field = layer.fields().indexOf("class_id")
     area = Counter()
     for feature in layer.getFeatures():
         area[feature["class_id"]] += feature.geometry().area()
     wrong = area.most_common(1)[0][0]
     right = 3 if wrong != 3 else 2
-    # The user decides that the largest polygons of the dominant class (a third of its area) are `right`.
     candidates = sorted((f for f in layer.getFeatures() if f["class_id"] == wrong), key=lambda f: -f.geometry().area())
     corrected, covered = [], 0.0
     for feature in candidates:
@@ -74,35 +56,10 @@ def test_retrain_with_corrections_moves_the_prediction_toward_the_corrected_clas
     for fid in corrected:
         assert layer.changeAttributeValue(fid, field, right)
     assert layer.commitChanges(), layer.commitErrors()
-
-    info = json.loads(subprocess.run([jess_geo_exe, "info", str(DEMO), "--json"], capture_output=True, text=True,
-                                     timeout=600).stdout)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE, encoding="utf-8")
-    request = corrections_request(layer, str(scene), str(DEMO), classes_from_info(info),
-                                  model_path=str(tmp_path / "corrected.pt"), recipe=str(recipe), epochs=2,
-                                  device="cpu", labels_dir=str(tmp_path))
-    outcome = run_train(jess_geo_exe, request)
-    assert type(outcome).__name__ == "Trained", getattr(outcome, "message", outcome)
-    tuned = json.loads(subprocess.run([jess_geo_exe, "info", outcome.model_path, "--json"], capture_output=True,
-                                      text=True, timeout=600).stdout)
-    record = tuned.get("init_model") or (tuned.get("metadata") or {}).get("init_model")
-    assert record and record["name"] == "demo_model.pt"
-
-    after_tif, _ = _predict(jess_geo_exe, outcome.model_path, scene, "after")
-    before = _fraction_inside(before_tif, polygons, corrected, right)
-    after = _fraction_inside(after_tif, polygons, corrected, right)
-    kept_before = _fraction_inside(before_tif, polygons, corrected, wrong)
-    kept_after = _fraction_inside(after_tif, polygons, corrected, wrong)
-    print(f"\ncorrection: {len(corrected)} polygons of class {wrong} -> {right} "
-          f"({covered:.3f} of {area[wrong]:.3f} m2 of class {wrong}); inside them, class {right}: "
-          f"{100 * before:.1f} % before, {100 * after:.1f} % after; class {wrong}: "
-          f"{100 * kept_before:.1f} % before, {100 * kept_after:.1f} % after")
-    assert after > before
-    assert kept_after < kept_before
+    return corrected, wrong, right, covered, area[wrong]
 
 
-def test_retrain_button_fine_tunes_and_segments_again(
+def test_retrain_with_corrections_moves_the_prediction_toward_the_corrected_class(
     tmp_path, qtbot, qgis_iface, loaded_plugin, plugin_settings, jess_geo_predict
 ):
     from qgis.core import QgsProject, QgsRasterLayer
@@ -126,19 +83,34 @@ def test_retrain_button_fine_tunes_and_segments_again(
     first = dialog.last_outcome
     assert type(first).__name__ == "Success" and panel.retrain_button.isEnabled()
 
-    layer = edited_layer(first.outputs["vector"], first.outputs.get("vector_layer") or "classes")
-    assert layer.startEditing()
-    biggest = max(layer.getFeatures(), key=lambda f: f.geometry().area())
-    layer.changeAttributeValue(biggest.id(), layer.fields().indexOf("class_id"), 3 if biggest["class_id"] != 3 else 2)
-    assert layer.commitChanges()
-    panel.epochs_spin.setValue(1)
+    polygons = first.outputs["vector"]
+    layer = edited_layer(polygons, first.outputs.get("vector_layer") or "classes")
+    assert layer.isValid() and layer.featureCount() > 0
+    corrected, wrong, right, covered, total = _relabel_a_third_of_the_dominant_class(layer)
+    panel.epochs_spin.setValue(1)  # the panel offers 2; one epoch is enough to move it here
     assert panel.start_retrain() is not None, panel.status_label.text()
     qtbot.waitUntil(lambda: panel.last_outcome is not None, timeout=900_000)
     assert type(panel.last_outcome).__name__ == "Trained", panel.status_label.text()
     model = panel.last_outcome.model_path
-    assert model == os.path.join(os.path.dirname(first.outputs["vector"]), "demo_model_corrected.pt")
+    assert model == os.path.join(os.path.dirname(polygons), "demo_model_corrected.pt")
+    tuned = json.loads(subprocess.run([jess_geo_predict, "info", model, "--json"], capture_output=True,
+                                      text=True, timeout=600).stdout)
+    record = tuned.get("init_model") or (tuned.get("metadata") or {}).get("init_model")
+    assert record and record["name"] == "demo_model.pt"  # the fine-tuned model says where it came from
+
     qtbot.waitUntil(lambda: dialog.last_outcome is not None and dialog.last_outcome is not first, timeout=900_000)
     second = dialog.last_outcome
     assert type(second).__name__ == "Success", getattr(second, "message", second)
     assert second.outputs["classes"].endswith("_demo_model_corrected.tif") and os.path.isfile(second.outputs["classes"])
     assert os.path.isfile(first.outputs["classes"])  # the first prediction stays for comparison
+
+    before = _fraction_inside(first.outputs["classes"], polygons, corrected, right)
+    after = _fraction_inside(second.outputs["classes"], polygons, corrected, right)
+    kept_before = _fraction_inside(first.outputs["classes"], polygons, corrected, wrong)
+    kept_after = _fraction_inside(second.outputs["classes"], polygons, corrected, wrong)
+    print(f"\ncorrection: {len(corrected)} polygons of class {wrong} -> {right} "
+          f"({covered:.3f} of {total:.3f} m2 of class {wrong}); inside them, class {right}: "
+          f"{100 * before:.1f} % before, {100 * after:.1f} % after; class {wrong}: "
+          f"{100 * kept_before:.1f} % before, {100 * kept_after:.1f} % after")
+    assert after > before
+    assert kept_after < kept_before
