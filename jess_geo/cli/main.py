@@ -101,7 +101,13 @@ def main() -> None:
     """Console entry point (installs the SIGTERM / SIGINT handlers, then :func:`run`)."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    sys.exit(run())
+    code = run()
+    # The command is over: its outputs are complete or removed. CPython puts the default handlers
+    # back while it shuts down, so a signal in that last moment would kill a finished run (exit
+    # -15 with every output written); ignoring them keeps the exit code true to the outputs.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
