@@ -38,14 +38,29 @@ TEST_WORKERS ?= auto
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The whole suite: the engine's tests and the pure plugin tests (tests/test_plugin_*.py, no QGIS
-# needed) in one run, then the QGIS plugin's against a real QGIS when one is installed
-# (`make qgis-setup` installs Debian's QGIS 3.22; CI always does). tests/test_installed.py runs
-# only when JESS_GEO_INSTALLED_EXE names a wheel install's jess-geo (`make test-installed`).
+# needed) in one run and, beside it, the QGIS plugin's against a real QGIS when one is installed
+# (`make qgis-setup` installs Debian's QGIS 3.22; CI always does). The QGIS suite is one process
+# that mostly waits for the jess-geo and qgis_process children it starts, so it runs at the same
+# time as the engine's, with one torch/OpenMP thread per child like the engine's workers (three
+# two-thread pools on two cores spin-wait on each other); its report is kept and printed after
+# the engine's. Exit status: non-zero if either failed. tests/test_installed.py runs only when JESS_GEO_INSTALLED_EXE names a wheel
+# install's jess-geo (`make test-installed`).
 test: $(STAMP)
-	$(PYTEST) -q $(XDIST) tests --ignore=tests/qgis $(PYTEST_ARGS)
-	@if [ -x /usr/bin/qgis_process.bin ] || /usr/bin/python3 -c "import qgis.core" 2>/dev/null; then \
-	    $(MAKE) --no-print-directory test-qgis; \
-	else echo "QGIS is not installed: plugin tests not run (make qgis-setup installs it)"; fi
+	@qgis=0; \
+	if [ -x /usr/bin/qgis_process.bin ] || /usr/bin/python3 -c "import qgis.core" 2>/dev/null; then \
+	    $(MAKE) --no-print-directory $(QGIS_PYTHON) || exit 1; \
+	    qgis=1; log=$$(mktemp -t jess-geo-qgis-tests.XXXXXX); \
+	    ( OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
+	      $(MAKE) --no-print-directory test-qgis > "$$log" 2>&1 ) & qpid=$$!; \
+	    echo "QGIS plugin tests started beside the engine's (report below when both end)"; \
+	fi; \
+	$(PYTEST) -q $(XDIST) tests --ignore=tests/qgis $(PYTEST_ARGS); engine=$$?; \
+	plugin=0; \
+	if [ $$qgis = 1 ]; then \
+	    wait $$qpid; plugin=$$?; \
+	    echo "== QGIS plugin tests (real QGIS, headless; exit $$plugin)"; cat "$$log"; rm -f "$$log"; \
+	else echo "QGIS is not installed: plugin tests not run (make qgis-setup installs it)"; fi; \
+	[ $$engine = 0 ] && [ $$plugin = 0 ]
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/make_sample_data.py
