@@ -310,6 +310,11 @@ def test_onnx_predict_imports_neither_onnx_nor_torch(exported: Path, tmp_path: P
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"exit": 0, "loaded": []}
     assert out.exists() and out.with_suffix(".gpkg").exists()
+    # The .gpkg goes through jess_geo.io.gpkg_writer (sqlite3): neither pyogrio nor pandas is imported.
+    assert json.loads(subprocess.run(
+        [sys.executable, "-c", ONNX_PROBE.replace('"torchgeo")', '"torchgeo", "pyogrio", "pandas")'), "predict", str(SCENE),
+         "--model", str(exported), "-o", str(tmp_path / "gpkg_classes.tif"), "--quiet"],
+        capture_output=True, text=True, timeout=300).stdout.strip().splitlines()[-1])["loaded"] == []
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])

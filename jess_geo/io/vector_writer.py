@@ -1,10 +1,14 @@
-"""Appending measured class polygons to an OGR layer in batches (pyogrio), plus its style.
+"""Appending measured class polygons to a layer in batches (GeoPackage: sqlite3, else pyogrio), plus its style.
 
 Fields of every feature: ``class_id``, ``class_name``, ``area_m2``, ``perimeter_m``,
 ``area_px``, ``perimeter_px``, ``source``, ``model``. Shapefile field names are limited to 10
 characters: there ``perimeter_m`` and ``perimeter_px`` are called ``perim_m`` and ``perim_px``.
 ``area_m2``/``perimeter_m`` are NULL for photos (no real-world units); the ``_px`` fields are
 always filled.
+
+A GeoPackage is written by :mod:`jess_geo.io.gpkg_writer` on the standard ``sqlite3`` module,
+so predicting to a ``.gpkg`` never imports pyogrio (and with it pandas); FlatGeobuf, GeoJSON and
+Shapefile go through pyogrio.
 
 Style: a GeoPackage gets the categorized class style as its layer's default style in
 ``layer_styles``; the other formats get the same style as a ``.qml`` file beside them, which
@@ -13,6 +17,7 @@ QGIS loads by itself when the layer is opened.
 
 from __future__ import annotations
 
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +28,7 @@ import shapely
 from jess_geo.errors import OutputError
 from jess_geo.io.areas import Measure
 from jess_geo.io.gpkg_style import categorized_qml, write_layer_style
+from jess_geo.io.gpkg_writer import write_gpkg_batch
 
 __all__ = ["FIELDS", "PolygonWriter", "field_names"]
 
@@ -89,14 +95,20 @@ class PolygonWriter:
             self.count[c] = self.count.get(c, 0) + 1
             self.area[c] = self.area.get(c, 0.0) + a
 
+    def _fail(self, exc: BaseException) -> OutputError:
+        return OutputError(f"Polygons could not be written to {self.label} ({exc}); check the disk and the folder permissions.")
+
     def _write(self, crs_geoms: np.ndarray, columns: list[np.ndarray]) -> None:
+        if self.driver == "GPKG":
+            # GeoPackage 1.2: read without a warning by the GDAL of every QGIS from 3.22 on.
+            try:
+                write_gpkg_batch(self.path, self.layer, crs_geoms, field_names(self.driver), columns,
+                                 crs_wkt=self.m.crs_wkt, append=self.created, geometry_type="POLYGON")
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail(exc) from None
+            return
         import pyogrio.raw
 
-        options: dict[str, Any] = {}
-        if self.driver == "GPKG" and not self.created:
-            # GeoPackage 1.2: read without a warning by the GDAL of every QGIS from 3.22 on
-            # (the GDAL inside pyogrio would write 1.4, which GDAL < 3.7 warns about).
-            options["dataset_options"] = {"VERSION": "1.2"}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)  # photos
             try:
@@ -111,10 +123,9 @@ class PolygonWriter:
                     crs=self.m.crs_wkt,
                     append=self.created,
                     encoding="UTF-8",
-                    **options,
                 )
             except Exception as exc:  # pyogrio.errors.DataSourceError / DataLayerError, OSError
-                raise OutputError(f"Polygons could not be written to {self.label} ({exc}); check the disk and the folder permissions.") from None
+                raise self._fail(exc) from None
 
     def write_style(self, classes: Sequence[dict[str, Any]]) -> None:
         """Store the class style: in the GeoPackage, else as a ``.qml`` file beside the data."""
