@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from jess_geo.errors import OutputError
 from jess_geo.io.areas import Measure
-from jess_geo.io.gpkg_writer import write_gpkg_batch
+from jess_geo.io.gpkg_writer import finish_gpkg_layer, write_gpkg_batch
 from jess_geo.io.vector_writer import PolygonWriter
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -121,6 +121,9 @@ def test_predict_geopackage_has_the_scene_crs_extent_and_a_working_spatial_index
     expected = int(shapely.intersects(geoms, shapely.box(*window)).sum())
     assert 0 < expected < len(geoms)
     assert f"Feature Count: {expected}\n" in ogrinfo("-so", "-spat", *window, gpkg, "classes")
+    con = sqlite3.connect(gpkg)
+    assert con.execute("SELECT rtreecheck('rtree_classes_geom'), count(*) FROM rtree_classes_geom").fetchone() == ("ok", len(geoms))
+    con.close()
 
 
 def test_gdal_can_edit_the_layer_and_its_spatial_index_follows(scene_outputs: dict[str, Path], tmp_path: Path) -> None:
@@ -203,6 +206,7 @@ def test_batches_custom_crs_and_empty_geometries(tmp_path: Path) -> None:
         n = len(batch)
         cols = [np.arange(n, dtype=np.int32), np.array(["a"] * n, dtype=object), np.full(n, np.nan)]
         write_gpkg_batch(out, "layer", np.array(batch, dtype=object), ["c", "name", "value"], cols, crs_wkt=wkt, append=k > 0)
+    finish_gpkg_layer(out, "layer")
     geoms, cols, meta = features(out, layer="layer")
     assert len(geoms) == 6 and shapely.equals(geoms[:5], np.array(boxes, dtype=object)).all() and shapely.is_empty(geoms[5])
     assert cols["c"].tolist() == [0, 1, 0, 1, 2, 3] and np.isnan(cols["value"]).all()
@@ -217,6 +221,24 @@ def test_batches_custom_crs_and_empty_geometries(tmp_path: Path) -> None:
     # Empty flag (bit 4) without envelope, as GDAL writes it; GDAL 3.6's validator reads bit 3 and
     # rejects GDAL's own empty geometries, so it is not run on this file.
     assert empty_header == b"GP\x00\x11"
+
+
+def test_a_large_layer_gets_a_consistent_bulk_loaded_index(tmp_path: Path) -> None:
+    out = tmp_path / "large.gpkg"
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 1000, 30000), rng.uniform(0, 500, 30000)
+    boxes = shapely.box(x, y, x + rng.uniform(0.1, 5, x.size), y + rng.uniform(0.1, 5, x.size))
+    for k in range(0, len(boxes), 7000):  # batches as the vectorizer writes them, then the index in one pass
+        part = boxes[k:k + 7000]
+        write_gpkg_batch(out, "classes", part, ["c"], [np.zeros(len(part), dtype=np.int32)], crs_wkt=None, append=k > 0)
+    finish_gpkg_layer(out, "classes")
+    con = sqlite3.connect(out)
+    assert con.execute("SELECT rtreecheck('rtree_classes_geom'), count(*) FROM rtree_classes_geom").fetchone() == ("ok", len(boxes))
+    con.close()
+    window = (200.0, 100.0, 260.0, 130.0)
+    expected = int(shapely.intersects(boxes, shapely.box(*window)).sum())
+    assert expected > 0 and f"Feature Count: {expected}\n" in ogrinfo("-so", "-spat", *window, out, "classes")
+    assert_valid_geopackage(out)
 
 
 def test_an_unwritable_geopackage_is_one_output_error(tmp_path: Path) -> None:

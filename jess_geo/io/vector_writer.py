@@ -28,7 +28,7 @@ import shapely
 from jess_geo.errors import OutputError
 from jess_geo.io.areas import Measure
 from jess_geo.io.gpkg_style import categorized_qml, write_layer_style
-from jess_geo.io.gpkg_writer import write_gpkg_batch
+from jess_geo.io.gpkg_writer import finish_gpkg_layer, write_gpkg_batch
 
 __all__ = ["FIELDS", "PolygonWriter", "field_names"]
 
@@ -74,11 +74,13 @@ class PolygonWriter:
             self.flush()
 
     def flush(self, final: bool = False) -> None:
-        """Append the queued polygons (``final``: create the layer even when it stays empty)."""
+        """Append the queued polygons (``final``: create the layer even when empty, then index a GeoPackage)."""
         px = np.array(self.geoms, dtype=object)
         cls = np.array(self.cls, dtype=np.int32)
         self.geoms, self.cls = [], []
         if len(px) == 0 and (self.created or not final):
+            if final:
+                self._finish()
             return
         area_px = np.asarray(shapely.area(px) if len(px) else np.zeros(0), dtype=np.float64)
         perim_px = np.asarray(shapely.length(px) if len(px) else np.zeros(0), dtype=np.float64)
@@ -94,6 +96,16 @@ class PolygonWriter:
         for c, a in zip(cls.tolist(), summary_area.tolist()):
             self.count[c] = self.count.get(c, 0) + 1
             self.area[c] = self.area.get(c, 0.0) + a
+        if final:
+            self._finish()
+
+    def _finish(self) -> None:
+        """After the last batch: a GeoPackage's spatial index, built in one pass."""
+        if self.driver == "GPKG":
+            try:
+                finish_gpkg_layer(self.path, self.layer)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail(exc) from None
 
     def _fail(self, exc: BaseException) -> OutputError:
         return OutputError(f"Polygons could not be written to {self.label} ({exc}); check the disk and the folder permissions.")
