@@ -61,19 +61,30 @@ class StopFlag:
 
     A command that polls it ``arm()``s it; the handler then only sets the flag, and the work
     stops at its next safe point (between batches, strips or files), closing what it opened.
+    Once the work's outputs are final the command calls ``finish()``: a signal after that changes
+    nothing (the outputs stay, the exit code stays 0) instead of reporting a stop.
     """
 
     def __init__(self) -> None:
         self.armed = False
+        self.finished = False
         self.reason: str | None = None
+
+    def reset(self) -> None:
+        """A new command: signals act at once until it arms the flag."""
+        self.armed, self.finished, self.reason = False, False, None
 
     def arm(self) -> None:
         """Start polling (signals only set the flag from now on)."""
-        self.armed, self.reason = True, None
+        self.armed, self.finished, self.reason = True, False, None
 
     def disarm(self) -> None:
         """Stop polling (signals act at once again)."""
         self.armed = False
+
+    def finish(self) -> None:
+        """The outputs are final: signals from now on are ignored."""
+        self.armed, self.finished = False, True
 
     def request(self, reason: str) -> None:
         """Called from the signal handler."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFSETS = (-0.05, 0.0, 0.03, 0.08, 0.15, 0.3)
+OFFSETS = (-0.05, 0.0, 0.02, 0.04, 0.07, 0.11, 0.16)  # the .onnx run finishes its outputs in about 0.1-0.3 s
 
 
 def _sweep_module():
@@ -30,11 +30,12 @@ def _sweep_module():
     return mod
 
 
-def _check(records: list[dict]) -> None:
+def _check(records: list[dict], unsent: int = 0) -> None:
     for r in records:
         assert not r["crash"], r
         assert r["ok"], r
-    assert sum(r["sent"] for r in records) >= len(records) - 1  # the signals really reached running processes
+    # The signals really reached running processes (the last offsets may come after a fast exit).
+    assert sum(r["sent"] for r in records) >= len(records) - unsent, records
 
 
 @pytest.mark.slow
@@ -46,7 +47,7 @@ def test_a_signal_at_the_end_of_the_tile_stage_leaves_all_or_nothing(name, cli_c
     sweep.make_scene(scene, 512)
     sig = getattr(signal, name)
     _check([sweep.one_run(cli_command, scene, tmp_path, sig, off, absolute=False, model=str(demo_onnx))
-            for off in OFFSETS])
+            for off in OFFSETS], unsent=2)
 
 
 @pytest.mark.slow

@@ -42,10 +42,13 @@ class LazyGroup(click.Group):
 
 def _on_signal(signum: int, frame: Any) -> None:
     """SIGTERM / SIGINT: only set the stop flag when the running command polls it (predict);
-    otherwise stop at once as before (SIGTERM raises Cancelled, SIGINT KeyboardInterrupt)."""
+    nothing once its outputs are final; otherwise stop at once (SIGTERM raises Cancelled,
+    SIGINT KeyboardInterrupt)."""
     from jess_geo.progress import STOP
 
     name = signal.Signals(signum).name
+    if STOP.finished:  # the command's outputs are final: nothing to stop
+        return
     if STOP.armed:
         STOP.request(name)
         return
@@ -75,6 +78,9 @@ def run(args: list[str] | None = None) -> int:
 
     User errors become one line on stderr and exit code 2, cancellation exit code 1; no traceback.
     """
+    from jess_geo.progress import STOP
+
+    STOP.reset()
     try:
         code = cli.main(args=args, prog_name="jess-geo", standalone_mode=False)  # an int: the command's ctx.exit(N)
     except Cancelled as exc:

@@ -206,7 +206,8 @@ def _run_all(preps: list[Any], model: Path, opts: Any, reporter: Reporter, fail_
             try:
                 result = write_scene(prep, rt, opts, model_name=model.name, progress=reporter, cancel=STOP)
             except Cancelled:
-                raise Cancelled(f"Stopped by {STOP.reason}; outputs were not written (partial files removed).") if STOP.reason else None
+                raise Cancelled(f"Stopped by {STOP.reason or 'a stop request'}; outputs were not written "
+                                "(partial files removed).") from None
             except JessGeoError as exc:
                 if len(preps) == 1 or fail_fast:
                     raise
@@ -216,8 +217,10 @@ def _run_all(preps: list[Any], model: Path, opts: Any, reporter: Reporter, fail_
             finally:
                 reporter.close()
             _show(result, reporter, json_progress, quiet)
-    finally:
+    except BaseException:
         STOP.disarm()
+        raise
+    STOP.finish()  # every output is committed: a signal from now on must not say "not written"
     if failed:
         raise JessGeoError(f"{len(failed)} of {len(preps)} scenes failed (listed above); the others were written.")
 
