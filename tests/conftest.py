@@ -270,6 +270,39 @@ def tiny_config() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def write_user_gpkg() -> Callable[..., Path]:
+    """Write a user's GeoPackage: a point layer ``plots`` (plots A1, B2) with its own default style.
+
+    ``write_user_gpkg(path, origin=(x, y), crs="EPSG:32725", qml="<qgis>my red dots</qgis>",
+    version=None)``; ``version="1.2"`` writes GeoPackage 1.2, as the GDAL of QGIS 3.22 does.
+    """
+    import sqlite3
+
+    def write(path: Path, origin: tuple[float, float] = (500010, 9099990), crs: str = "EPSG:32725",
+              qml: str = "<qgis>my red dots</qgis>", version: str | None = None) -> Path:
+        import numpy as np
+        import pyogrio.raw
+        import shapely
+
+        x, y = origin
+        pts = shapely.to_wkb(np.array([shapely.Point(x, y), shapely.Point(x + 10, y - 10)], dtype=object))
+        options = {"dataset_options": {"VERSION": version}} if version else {}
+        pyogrio.raw.write(str(path), geometry=pts, field_data=[np.array(["A1", "B2"], dtype=object)], fields=["plot"],
+                          layer="plots", driver="GPKG", geometry_type="Point", crs=crs, **options)
+        con = sqlite3.connect(path)
+        with con:
+            con.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT, "
+                        "f_table_schema TEXT, f_table_name TEXT, f_geometry_column TEXT, styleName TEXT, styleQML TEXT, "
+                        "styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT, ui TEXT, update_time DATETIME)")
+            con.execute("INSERT INTO layer_styles (f_table_name, f_geometry_column, styleName, styleQML, useAsDefault)"
+                        " VALUES ('plots', 'geom', 'my plots', ?, 1)", (qml,))
+        con.close()
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def demo_onnx(tmp_path_factory: pytest.TempPathFactory, run_cli: Callable[..., CliResult]) -> Path:
     """The bundled demo model exported to ONNX with the real command line, once per test run.
 

@@ -165,19 +165,11 @@ def test_a_photo_gives_a_valid_geopackage_in_pixel_units(repo_root: Path, tmp_pa
     assert "EPSG" not in ogrinfo("-so", gpkg, "classes")
 
 
-def test_writing_into_a_users_geopackage_keeps_the_other_layers_and_styles(repo_root: Path, tmp_path: Path, run_cli: Any) -> None:
-    field = tmp_path / "field.gpkg"
-    pts = shapely.to_wkb(np.array([shapely.Point(623411, 4268527), shapely.Point(623414, 4268529)], dtype=object))
-    pyogrio.raw.write(str(field), geometry=pts, field_data=[np.array(["A1", "B2"], dtype=object)], fields=["plot"],
-                      layer="plots", driver="GPKG", geometry_type="Point", crs="EPSG:32612",
-                      dataset_options={"VERSION": "1.2"})  # as the GDAL of QGIS 3.22 writes it
+def test_writing_into_a_users_geopackage_keeps_the_other_layers_and_styles(repo_root: Path, tmp_path: Path, run_cli: Any,
+                                                                          write_user_gpkg: Any) -> None:
+    field = write_user_gpkg(tmp_path / "field.gpkg", origin=(623411, 4268527), crs="EPSG:32612",
+                            qml="<qgis>my dots</qgis>", version="1.2")  # as the GDAL of QGIS 3.22 writes it
     con = sqlite3.connect(field)
-    with con:
-        con.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT, f_table_schema TEXT,"
-                    " f_table_name TEXT, f_geometry_column TEXT, styleName TEXT, styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN,"
-                    " description TEXT, owner TEXT, ui TEXT, update_time DATETIME)")
-        con.execute("INSERT INTO layer_styles (f_table_name, f_geometry_column, styleName, styleQML, useAsDefault)"
-                    " VALUES ('plots', 'geom', 'my plots', '<qgis>my dots</qgis>', 1)")
     version = con.execute("PRAGMA user_version").fetchone()[0]
     con.close()
     scene = repo_root / "sample_data" / "scene.tif"

@@ -7,6 +7,7 @@ import sqlite3
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyogrio
@@ -391,23 +392,6 @@ def test_unsupported_vector_extension_is_refused_naming_the_formats(tmp_path: Pa
     assert visible_files(tmp_path) == ["c.tif"]
 
 
-def gpkg_with_plots(path: Path) -> None:
-    """A user's GeoPackage: a point layer `plots` with its own default style."""
-    import pyogrio.raw
-
-    pts = shapely.to_wkb(np.array([shapely.Point(500010, 9099990), shapely.Point(500020, 9099980)], dtype=object))
-    pyogrio.raw.write(str(path), geometry=pts, field_data=[np.array(["A1", "B2"], dtype=object)], fields=["plot"],
-                      layer="plots", driver="GPKG", geometry_type="Point", crs="EPSG:32725")
-    con = sqlite3.connect(path)
-    with con:
-        con.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT, f_table_schema TEXT,"
-                    " f_table_name TEXT, f_geometry_column TEXT, styleName TEXT, styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN,"
-                    " description TEXT, owner TEXT, ui TEXT, update_time DATETIME)")
-        con.execute("INSERT INTO layer_styles (f_table_name, f_geometry_column, styleName, styleQML, useAsDefault)"
-                    " VALUES ('plots', 'geom', 'my plots', '<qgis>my red dots</qgis>', 1)")
-    con.close()
-
-
 def plots_state(path: Path) -> tuple:
     df = pyogrio.read_dataframe(path, layer="plots")
     con = sqlite3.connect(path)
@@ -417,9 +401,9 @@ def plots_state(path: Path) -> tuple:
 
 
 @pytest.mark.trust
-def test_overwrite_replaces_only_our_layer_and_keeps_other_layers_and_styles(tmp_path: Path) -> None:
+def test_overwrite_replaces_only_our_layer_and_keeps_other_layers_and_styles(tmp_path: Path, write_user_gpkg: Any) -> None:
     out = tmp_path / "field.gpkg"
-    gpkg_with_plots(out)
+    write_user_gpkg(out)
     before = plots_state(out)
     assert before[2] == [("my plots", "<qgis>my red dots</qgis>", 1)]
     src = write_raster(tmp_path / "c.tif", patchy(20, 20, seed=1))
@@ -455,9 +439,9 @@ def test_second_layer_name_and_reserved_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.trust
-def test_failure_mid_way_leaves_the_existing_geopackage_untouched(tmp_path: Path) -> None:
+def test_failure_mid_way_leaves_the_existing_geopackage_untouched(tmp_path: Path, write_user_gpkg: Any) -> None:
     out = tmp_path / "field.gpkg"
-    gpkg_with_plots(out)
+    write_user_gpkg(out)
     src = write_raster(tmp_path / "c.tif", patchy(40, 20))
     vectorize_raster(src, out, CLASSES)
     before_bytes = out.read_bytes()
@@ -520,10 +504,10 @@ def sample_crop(repo_root: Path, path: Path) -> Path:
 
 
 @pytest.mark.trust
-def test_predict_overwrite_into_a_geopackage_keeps_the_users_layer_and_style(tmp_path: Path, repo_root: Path, run_cli) -> None:
+def test_predict_overwrite_into_a_geopackage_keeps_the_users_layer_and_style(tmp_path: Path, repo_root: Path, run_cli, write_user_gpkg: Any) -> None:
     scene = sample_crop(repo_root, tmp_path / "scene.tif")
     field = tmp_path / "field.gpkg"
-    gpkg_with_plots(field)
+    write_user_gpkg(field)
     before = plots_state(field)
     first = run_cli("predict", scene, "-o", "x_classes.tif", "--vector", field, "--quiet", cwd=tmp_path)
     assert first.exit_code == 0, first.stderr

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import shapely
@@ -290,27 +291,15 @@ def _pack_rtree(con: sqlite3.Connection, rtree: str, ids: np.ndarray, boxes: np.
     con.executemany(f"INSERT INTO {rowid if depth == 0 else parent} VALUES (?, 1)", ((int(i),) for i in ids))
 
 
-def finish_gpkg_layer(path: str | Path, layer: str) -> None:
-    """Build ``layer``'s spatial index once every batch is in (bulk-loaded from the blobs' envelopes).
-
-    Raises:
-        sqlite3.Error, OSError: the file cannot be written.
-    """
-    rtree = f"rtree_{layer}_{GEOM_COLUMN}"
+@contextmanager
+def _transaction(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A connection to ``path`` inside one write transaction: committed on success, rolled back on any error."""
     con = sqlite3.connect(str(path), isolation_level=None)
     try:
         con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         con.execute("BEGIN IMMEDIATE")
         try:
-            rows = con.execute(f"SELECT fid, substr({_q(GEOM_COLUMN)}, 9, 32) FROM {_q(layer)} "
-                               f"WHERE substr({_q(GEOM_COLUMN)}, 4, 1) = ?", (bytes([FLAGS_ENVELOPE]),)).fetchall()
-            for table in ("node", "rowid", "parent"):
-                con.execute(f"DELETE FROM {_q(f'{rtree}_{table}')}" + (" WHERE nodeno != 1" if table == "node" else ""))
-            con.execute(f"UPDATE {_q(rtree + '_node')} SET data = zeroblob(length(data)) WHERE nodeno = 1")
-            if rows:
-                ids = np.array([r[0] for r in rows], dtype=np.int64)
-                boxes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f8").reshape(-1, 4)
-                _pack_rtree(con, rtree, ids, boxes)
+            yield con
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
@@ -318,6 +307,25 @@ def finish_gpkg_layer(path: str | Path, layer: str) -> None:
             raise
     finally:
         con.close()
+
+
+def finish_gpkg_layer(path: str | Path, layer: str) -> None:
+    """Build ``layer``'s spatial index once every batch is in (bulk-loaded from the blobs' envelopes).
+
+    Raises:
+        sqlite3.Error, OSError: the file cannot be written.
+    """
+    rtree = f"rtree_{layer}_{GEOM_COLUMN}"
+    with _transaction(path) as con:
+        rows = con.execute(f"SELECT fid, substr({_q(GEOM_COLUMN)}, 9, 32) FROM {_q(layer)} "
+                           f"WHERE substr({_q(GEOM_COLUMN)}, 4, 1) = ?", (bytes([FLAGS_ENVELOPE]),)).fetchall()
+        for table in ("node", "rowid", "parent"):
+            con.execute(f"DELETE FROM {_q(f'{rtree}_{table}')}" + (" WHERE nodeno != 1" if table == "node" else ""))
+        con.execute(f"UPDATE {_q(rtree + '_node')} SET data = zeroblob(length(data)) WHERE nodeno = 1")
+        if rows:
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            boxes = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f8").reshape(-1, 4)
+            _pack_rtree(con, rtree, ids, boxes)
 
 
 def _prepare_file(con: sqlite3.Connection) -> None:
@@ -351,26 +359,15 @@ def write_gpkg_batch(path: str | Path, layer: str, geoms: np.ndarray, fields: Se
         sqlite3.Error, OSError: the file cannot be written (nothing of this batch is kept).
     """
     geoms = np.asarray(geoms, dtype=object)
-    con = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if append:
-                (srs_id,) = con.execute("SELECT srs_id FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
-            else:
-                _prepare_file(con)
-                _drop_layer(con, layer)
-                srs_id = _srs_id(con, crs_wkt)
-                _create_layer(con, layer, geometry_type, fields, columns, srs_id)
-            _triggers(con, layer, create=False)
-            _insert(con, layer, geoms, fields, columns, srs_id)
-            _triggers(con, layer, create=True)
-            con.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = ?", (_now(), layer))
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-    finally:
-        con.close()
+    with _transaction(path) as con:
+        if append:
+            (srs_id,) = con.execute("SELECT srs_id FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
+        else:
+            _prepare_file(con)
+            _drop_layer(con, layer)
+            srs_id = _srs_id(con, crs_wkt)
+            _create_layer(con, layer, geometry_type, fields, columns, srs_id)
+        _triggers(con, layer, create=False)
+        _insert(con, layer, geoms, fields, columns, srs_id)
+        _triggers(con, layer, create=True)
+        con.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = ?", (_now(), layer))
