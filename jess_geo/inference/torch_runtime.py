@@ -53,7 +53,7 @@ class TorchRuntime:
     def open(cls, model: str | Path | LoadedModel, device: str = "auto") -> "TorchRuntime":
         """Load ``model`` (a file or a LoadedModel) onto ``device``."""
         dev = resolve_device(device)
-        loaded = model if isinstance(model, LoadedModel) else load_model_file(model)
+        loaded = model if isinstance(model, LoadedModel) else load_model_file(model, inference=True)
         return cls(loaded.model, dev)
 
     def _run(self, x: np.ndarray) -> torch.Tensor:

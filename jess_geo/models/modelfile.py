@@ -130,11 +130,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return _metadata_of(_read_payload(path), path)
 
 
-def load_model_file(path: str | Path) -> LoadedModel:
-    """Load a model file: build the network from its metadata and fill its weights strictly."""
-    import torch
+def load_model_file(path: str | Path, inference: bool = False) -> LoadedModel:
+    """Load a model file: build the network from its metadata and fill its weights strictly.
 
-    from jess_geo.models.factory import build_model
+    ``inference=True`` builds EfficientNet-Lite U-Nets with :mod:`jess_geo.models.lite_unet`
+    (the same network and logits, without importing smp, timm and torchvision); use it only
+    where the network just predicts.
+    """
+    import torch
 
     path = Path(path)
     payload = _read_payload(path)
@@ -143,7 +146,7 @@ def load_model_file(path: str | Path) -> LoadedModel:
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"Model file {path} holds no weights; retrain it with `jess-geo train`.")
     try:
-        model = build_model(meta["architecture"])
+        model = _build(meta["architecture"], state_dict, inference)
     except JessGeoError as exc:
         raise ModelFileError(f"Model file {path} describes a network this jess-geo cannot build ({exc}); upgrade jess-geo or retrain.") from None
     except (KeyError, TypeError, ValueError):
@@ -155,6 +158,20 @@ def load_model_file(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"Model file {path} has weights that do not fit its architecture; retrain it.") from None
     model.eval()
     return LoadedModel(model=model, metadata=meta)
+
+
+def _build(architecture: dict[str, Any], state_dict: dict[str, Any], inference: bool) -> torch.nn.Module:
+    if inference:
+        from jess_geo.models import lite_unet
+
+        if lite_unet.supports(architecture):
+            try:
+                return lite_unet.build_lite_unet(architecture, state_dict)
+            except ValueError:
+                pass  # an unusual layout: smp builds it (or says why not)
+    from jess_geo.models.factory import build_model
+
+    return build_model(architecture)
 
 
 def bundled_demo_model() -> Path:
