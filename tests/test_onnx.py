@@ -330,3 +330,29 @@ def test_concurrent_streams_give_the_same_logits(runtime: str, exported: Path) -
     assert ref.shape == (3, 4, 64, 96)
     assert np.max(np.abs(two.logits(x) - ref)) < 1e-5
     assert np.max(np.abs(two.logits(x[:1]) - ref[:1])) < 1e-5
+
+
+# A fresh process whose very first batch is split over two OpenVINO streams.
+OV_FIRST_BATCH = r"""
+import sys
+import numpy as np
+from jess_geo.inference.onnx_runtime import open_onnx_runtime
+rt = open_onnx_runtime(sys.argv[1], "openvino", "cpu", threads=2, streams=2)
+print(rt.logits(np.zeros((2, 3, 64, 64), dtype=np.float32)).shape)
+"""
+
+
+def test_openvino_first_two_stream_batch_does_not_hang(exported: Path) -> None:
+    """Two streams meeting OpenVINO's NumPy bridge at once deadlocked the process: before the fix,
+    2 of 8 fresh processes run one after another hung on their first batch. Eight in a row all finish."""
+    pytest.importorskip("openvino")
+    import subprocess
+
+    outcomes = []
+    for _ in range(8):  # one at a time: processes competing for the cores rarely meet the race
+        try:
+            p = subprocess.run([sys.executable, "-c", OV_FIRST_BATCH, str(exported)], capture_output=True, text=True, timeout=90)
+            outcomes.append((p.returncode, p.stdout.strip(), p.stderr.strip()[-300:]))
+        except subprocess.TimeoutExpired:
+            outcomes.append(("hung", "", ""))
+    assert [o[:2] for o in outcomes] == [(0, "(2, 4, 64, 64)")] * 8, outcomes

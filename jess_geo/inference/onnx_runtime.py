@@ -268,6 +268,10 @@ class OpenVinoRuntime:
             self._config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=self.streams)
         self._compiled: dict[tuple[tuple[int, ...], int], Any] = {}  # (shape, -1): compiled model; (shape, k): request k
         self._lock = threading.Lock()
+        # OpenVINO's Python binding sets up its NumPy bridge on first use, under a C++ static guard
+        # taken while holding the GIL: two streams reaching it at once deadlock (4 of 12 fresh
+        # processes hung on their first 2-stream batch). Set it up here, in one thread.
+        ov.Tensor(np.zeros(1, dtype=np.float32)).data
         self.graph = graph
         self.device = "cpu"
 
