@@ -72,7 +72,7 @@ def command(model: Path, scenes: tuple[str, ...], threshold: float | None, max_t
 
     if model.suffix.lower() == ".onnx":
         raise ModelFileError(f"{model.name} is an ONNX model; check needs the network's layers: pass the .pt model file it was exported from.")
-    loaded = load_model_file(model)
+    loaded = load_model_file(model, inference=True)  # forward passes only: no smp import
     ref, origin = model_reference(loaded)
     limit = threshold_for(origin) if threshold is None else threshold
     results = [measure_scene(loaded, s, reference=ref, max_tiles=max_tiles, metric=metric, threshold=limit).to_json()
