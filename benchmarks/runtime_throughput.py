@@ -7,6 +7,10 @@ peak, float32, in the same run); rounds alternate the order; medians are printed
 per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
 
     .venv/bin/python benchmarks/runtime_throughput.py [--model M.pt] [--rounds 3] [--calls 4]
+        [--decoder 256,128,64,32,16]
+
+``--decoder`` measures M's encoder (its trained weights) under a decoder of other widths (random
+weights: throughput only; its int8 export will fail the agreement check and is left out).
 """
 
 from __future__ import annotations
@@ -103,11 +107,29 @@ def prepare(model: Path, folder: Path) -> tuple[Path, Path | None]:
     return fp32, int8
 
 
+def with_decoder(model: Path, widths: str, folder: Path) -> Path:
+    """A copy of ``model`` whose decoder has ``widths`` (comma-separated), encoder weights kept."""
+    import copy
+
+    from jess_geo.models.factory import build_model
+    from jess_geo.models.modelfile import load_model_file, save_model_file
+
+    src = load_model_file(model)
+    meta = copy.deepcopy(src.metadata)
+    meta["architecture"]["decoder_channels"] = [int(w) for w in widths.split(",")]
+    net = build_model(meta["architecture"])
+    net.load_state_dict({k: v for k, v in src.model.state_dict().items() if k.startswith("encoder.")}, strict=False)
+    out = folder / f"decoder_{widths.replace(',', '-')}.pt"
+    save_model_file(out, net, meta)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "jess_geo" / "assets" / "demo_model.pt")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=4)
+    ap.add_argument("--decoder", default=None, help="decoder widths, e.g. 256,128,64,32,16 (random decoder weights)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--fp32", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--int8", type=Path, default=None, help=argparse.SUPPRESS)
@@ -116,6 +138,10 @@ def main() -> None:
         print(json.dumps(child(args.child, args.fp32, args.int8, args.model, args.calls)))
         return
 
+    keep = tempfile.TemporaryDirectory(prefix="jess-geo-decoder-")
+    if args.decoder:
+        args.model = with_decoder(args.model, args.decoder, Path(keep.name))
+        print(f"network: the encoder of the given model with decoder {args.decoder} (random decoder weights)")
     print(f"machine: {os.cpu_count()} cores (shared with other work: figures are indicative), batch {BATCH} x {TILE}^2")
     flops = model_flops(args.model)
     print(f"model: {args.model.name}, {flops / 1e9:.2f} GFLOP per {TILE}^2 tile (torch.utils.flop_counter)")
