@@ -238,7 +238,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     """The printed tables (markdown)."""
     lines = ["| arm | split | measure | ROC AUC | unshifted (min-max) | shifted (min-max) | pairs shifted > unshifted, same fold |",
              "|---|---|---|---|---|---|---|"]
-    for arm, split in [(a, s) for a in ("imagenet", "trained") for s in ("camera", "season")]:
+    arms = list(dict.fromkeys(r["arm"] for r in rows))  # in the order given
+    for arm, split in [(a, s) for a in arms for s in ("camera", "season")]:
         sub = [r for r in rows if r["split"] == split and r["arm"] == arm]
         if not sub:
             continue
