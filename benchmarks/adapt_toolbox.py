@@ -234,6 +234,26 @@ def apply_tent(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str,
     return {"arms": {"tent": arm}}
 
 
+# Chains: tent (its defaults) from another arm's model, in the same out folder (that arm must have run).
+CHAINS = {"split-BN+tent": "split-BN/model.pt", "histmatch+tent": "histmatch.pt"}
+
+
+def apply_chain(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str, Any]:
+    """tent on top of the λ = 0 fine-tuning (split BatchNorm) and on top of histmatch (aligned target crops)."""
+    from jess_geo.adaptation.tent import adapt_tent
+
+    arms = {}
+    for name, source in CHAINS.items():
+        if not (out / source).exists():
+            print(f"{name}: no {out / source} (run that arm first): skipped", flush=True)
+            continue
+        t = time.perf_counter()
+        adapt_tent(out / source, f["target"] / "images", out / f"{name}.pt", seed=spec["seed"], overwrite=True)
+        arms[name] = {"adapt_s": time.perf_counter() - t, "from": source,
+                      **_scored(out / f"{name}.pt", f["target"] / "images", f["target"] / "masks")}
+    return {"arms": arms}
+
+
 def apply_finetune(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str, Any]:
     """One fine-tuning arm: run_adaptation from the baseline (as `jess-geo adapt --method jess`)."""
     from jess_geo.training.adapt import run_adaptation
@@ -274,6 +294,8 @@ def apply_method(spec: dict[str, Any]) -> dict[str, Any]:
         return apply_fewshot(spec, f, out)
     if spec["method"] == "tent":
         return apply_tent(spec, f, out)
+    if spec["method"] == "chain":
+        return apply_chain(spec, f, out)
     return apply_finetune(spec, f, out)
 
 
@@ -327,7 +349,7 @@ def fmt_pp(values: list[float]) -> str:
     return f"{m:.1f} ± {se:.1f}"
 
 
-ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", "fewshot", *FINETUNE_ARMS]
+ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", "fewshot", *FINETUNE_ARMS, *CHAINS]
 
 
 def report_text(rs: list[dict[str, Any]]) -> str:
@@ -460,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--again", action="store_true", help="train baselines that exist already")
     ap.add_argument("--methods", nargs="+", default=["cheap", "jess", "split-BN", "fewshot"],
-                    choices=["cheap", "tent", "fewshot", *FINETUNE_ARMS])
+                    choices=["cheap", "tent", "fewshot", "chain", *FINETUNE_ARMS])
     ap.add_argument("--jobs", nargs="+", help="apply: split:method:seed in this order (instead of the product)")
     ap.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the fine-tuning arms (x 8 steps)")
     args = ap.parse_args(argv)
