@@ -270,18 +270,31 @@ def apply_finetune(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[
     return {"arms": {spec["method"]: arm}}
 
 
+# Few-shot arms (method name -> adapt_fewshot settings; "source": replay the split's labelled
+# training data, half of each batch). Each is scored, with the baseline, on the held-out part.
+FEWSHOT_ARMS: dict[str, dict[str, Any]] = {
+    "fewshot": {},
+    "fewshot+replay": {"source": True},
+    "fewshot+replay-120": {"source": True, "steps": 120},
+}
+
+
 def apply_fewshot(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str, Any]:
-    """fewshot on the labelled part of the target; it and the baseline scored on the held-out part."""
+    """One few-shot arm on the labelled part of the target; it and the baseline scored on the held-out part."""
     from jess_geo.adaptation.fewshot import adapt_fewshot
 
+    name = spec["method"]
+    kw = dict(FEWSHOT_ARMS[name])
+    if kw.pop("source", False):
+        kw.update(images=f["train"] / "images", masks=f["train"] / "masks")
     li, lm, si, sm = fewshot_data(spec["split"], f, WORK)
     t = time.perf_counter()
-    adapt_fewshot(spec["baseline"], li, lm, out / "fewshot.pt", seed=spec["seed"], overwrite=True)
+    adapt_fewshot(spec["baseline"], li, lm, out / f"{name}.pt", seed=spec["seed"], overwrite=True, **kw)
     # BatchNorm statistics: adapt_fewshot re-estimates them on ``li`` (the labelled target images)
-    arm = {"adapt_s": time.perf_counter() - t, "data": FEWSHOT[spec["split"]], **_scored(out / "fewshot.pt", si, sm)}
+    arm = {"adapt_s": time.perf_counter() - t, "data": FEWSHOT[spec["split"]], **_scored(out / f"{name}.pt", si, sm)}
     base = _scored(spec["baseline"], si, sm)
     arm["base_accuracy"], arm["base_miou"] = base["target_accuracy"], base["target_miou"]
-    return {"arms": {"fewshot": arm}}
+    return {"arms": {name: arm}}
 
 
 def apply_method(spec: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +303,7 @@ def apply_method(spec: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if spec["method"] == "cheap":
         return apply_cheap(spec, f, out)
-    if spec["method"] == "fewshot":
+    if spec["method"] in FEWSHOT_ARMS:
         return apply_fewshot(spec, f, out)
     if spec["method"] == "tent":
         return apply_tent(spec, f, out)
@@ -349,7 +362,7 @@ def fmt_pp(values: list[float]) -> str:
     return f"{m:.1f} ± {se:.1f}"
 
 
-ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", "fewshot", *FINETUNE_ARMS, *CHAINS]
+ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", *FEWSHOT_ARMS, *FINETUNE_ARMS, *CHAINS]
 
 
 def report_text(rs: list[dict[str, Any]]) -> str:
@@ -482,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--again", action="store_true", help="train baselines that exist already")
     ap.add_argument("--methods", nargs="+", default=["cheap", "jess", "split-BN", "fewshot"],
-                    choices=["cheap", "tent", "fewshot", "chain", *FINETUNE_ARMS])
+                    choices=["cheap", "tent", "chain", *FEWSHOT_ARMS, *FINETUNE_ARMS])
     ap.add_argument("--jobs", nargs="+", help="apply: split:method:seed in this order (instead of the product)")
     ap.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the fine-tuning arms (x 8 steps)")
     args = ap.parse_args(argv)

@@ -160,6 +160,24 @@ def test_fewshot_ignores_unlabelled_pixels(data: dict[str, Path]) -> None:
     assert {"accuracy", "miou"} <= set(a["after"])
 
 
+def test_fewshot_replays_the_labelled_source_data(data: dict[str, Path], run_cli: Callable) -> None:
+    """--images/--masks: half of each batch from the source data; the record names it, and the
+    weights differ from the same run without replay (same seed, same target crops)."""
+    common = ["adapt", DEMO, "--method", "fewshot", "--target-images", data["photo"], "--target-masks", data["labels"],
+              "--steps", "2", "--samples", "4", *CHEAP, "--json"]
+    res = run_cli(*common, "--images", SAMPLE / "train" / "images", "--masks", SAMPLE / "train" / "masks",
+                  "--output-dir", data["root"] / "replay")
+    assert res.exit_code == 0, res.stderr
+    settings = json.loads(res.stdout)["settings"]
+    assert settings["source_share"] == 0.5
+    assert settings["source_images"] == ["plot_a.tif", "plot_b.tif", "plot_c.tif"]
+    assert run_cli(*common, "--output-dir", data["root"] / "no_replay").exit_code == 0
+    plain = read_metadata(data["root"] / "no_replay" / "model.pt")["adaptation"]["settings"]
+    assert plain["source_share"] == 0.0 and plain["source_images"] == []
+    wa, wb = (load_model_file(data["root"] / d / "model.pt").model.state_dict() for d in ("replay", "no_replay"))
+    assert _changed(wa, wb)
+
+
 def test_an_old_model_file_without_the_new_keys_still_loads() -> None:
     meta = read_metadata(DEMO)
     assert "colour_alignment" not in meta and meta.get("adaptation") is None
@@ -184,6 +202,10 @@ def test_bad_new_keys_are_refused_naming_the_field(change: dict[str, Any], field
     ("wrong band count", ["--method", "adabn", "--target-images", "{grey}"], "band"),
     ("flag of another method", ["--method", "adabn", "--target-images", "{photo}", "--lambda", "0.1"], "does not take --energy-weight"),
     ("no labelled pixel", ["--method", "fewshot", "--target-images", "{photo}", "--target-masks", "{nolabels}"], "no labelled pixel"),
+    ("replay without masks", ["--method", "fewshot", "--target-images", "{photo}", "--target-masks", "{labels}",
+                              "--images", "{photo}"], "needs both --images and --masks"),
+    ("replay share of one", ["--method", "fewshot", "--target-images", "{photo}", "--target-masks", "{labels}",
+                             "--images", "{photo}", "--masks", "{labels}", "--source-share", "1"], "below 1"),
     ("histmatch without source", ["--method", "histmatch", "--target-images", "{photo}"], "needs --images"),
     ("steps for jess", ["--method", "jess", "--steps", "3"], "does not take --steps"),
 ])

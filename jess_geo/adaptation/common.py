@@ -73,15 +73,20 @@ def image_scenes(folder: str | Path, meta: dict[str, Any], what: str = "target i
 
 
 def labelled_scenes(folder: str | Path, masks: str | Path, meta: dict[str, Any], *, unlabelled_value: int | None = None,
-                    label_field: str | None = None) -> list[Scene]:
+                    label_field: str | None = None, source: bool = False) -> list[Scene]:
     """The images of ``folder`` that have a label in ``masks`` (raster or polygons), labels as
-    channel indexes; IGNORE where unlabelled (the IGNORE value, ``unlabelled_value``, outside polygons)."""
+    channel indexes; IGNORE where unlabelled (the IGNORE value, ``unlabelled_value``, outside polygons).
+
+    Target images go through the model's colour alignment (as predict sees them); ``source``
+    images (the labelled data the model was trained on) do not: the alignment maps toward them.
+    """
+    what, option = ("source", "--masks") if source else ("target", "--target-masks")
     masks = Path(masks)
     if not masks.is_dir():
-        raise InputError(f"The target masks folder {masks} does not exist; check the path.")
+        raise InputError(f"The {what} masks folder {masks} ({option}) does not exist; check the path.")
     classes = ClassTable.from_list(meta["classes"])
     scenes = []
-    for image in list_rasters(folder, "target images"):
+    for image in list_rasters(folder, f"{what} images"):
         label = find_label(image, masks)
         if label is None:
             continue
@@ -90,11 +95,12 @@ def labelled_scenes(folder: str | Path, masks: str | Path, meta: dict[str, Any],
         if unlabelled_value is not None:
             labelled &= values != unlabelled_value
         target = labels_to_target(values, classes, labelled=labelled, valid=scene.valid, name=f"Label {label.name}")
-        scenes.append(_aligned(dataclasses.replace(scene, target=target), meta))
+        scene = dataclasses.replace(scene, target=target)
+        scenes.append(scene if source else _aligned(scene, meta))
     if not scenes:
-        raise InputError(f"No target image in {folder} has a label in {masks} (same file stem); add labels or check the folders.")
+        raise InputError(f"No {what} image in {folder} has a label in {masks} (same file stem); add labels or check the folders.")
     if not any((s.target != IGNORE).any() for s in scenes):
-        raise InputError(f"The target labels in {masks} have no labelled pixel; label some pixels with class ids.")
+        raise InputError(f"The {what} labels in {masks} have no labelled pixel; label some pixels with class ids.")
     return scenes
 
 

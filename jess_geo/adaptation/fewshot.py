@@ -24,11 +24,13 @@ from jess_geo.adaptation.common import (
 )
 from jess_geo.classes import IGNORE
 from jess_geo.data.scenes import Scene
+from jess_geo.errors import InputError
 from jess_geo.preprocess import normalize
 from jess_geo.training.batchnorm import recalibrate
 
 FEWSHOT_STEPS = 40
 FEWSHOT_LR = 2e-4  # AdamW, the fine-tuning rate of `adapt --method jess` and `train --init`
+SOURCE_SHARE = 0.5  # of each batch, when source images are given
 
 
 def _crop(img: np.ndarray, target: np.ndarray, r0: int, c0: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +69,17 @@ def labelled_crops(scenes: Sequence[Scene], meta: dict[str, Any], crops: Crops, 
         yield {"image": torch.from_numpy(np.stack(xs)), "mask": torch.from_numpy(np.stack(ys))}
 
 
+def mixed_crops(target: Sequence[Scene], source: Sequence[Scene], meta: dict[str, Any], crops: Crops, steps: int,
+                share: float) -> Iterator[dict[str, torch.Tensor]]:
+    """``steps`` batches of ``crops.batch_size``: round(share x batch) source crops (at least one,
+    at most batch - 1) after the target crops, each part drawn as by :func:`labelled_crops`."""
+    n_source = min(max(round(share * crops.batch_size), 1), crops.batch_size - 1)
+    t = labelled_crops(target, meta, Crops(crops.crop_size, crops.batch_size - n_source, crops.seed), steps)
+    s = labelled_crops(source, meta, Crops(crops.crop_size, n_source, crops.seed + 1000), steps)
+    for a, b in zip(t, s):
+        yield {k: torch.cat([a[k], b[k]]) for k in a}
+
+
 def finetune_steps(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], lr: float,
                    weight_decay: float = 1e-4) -> list[float]:
     """One AdamW step per batch on cross-entropy over labelled pixels; returns the losses."""
@@ -83,31 +96,54 @@ def finetune_steps(model: torch.nn.Module, batches: Iterator[dict[str, torch.Ten
     return history
 
 
+def check_replay(images: str | Path | None, masks: str | Path | None, share: float | None, batch_size: int) -> float:
+    """The share of source crops per batch (0: no replay); one-line InputError for a half-given source."""
+    if (images is None) != (masks is None):
+        raise InputError("Few-shot replay needs both --images and --masks (the labelled source data); give both or neither.")
+    if images is None:
+        if share is not None:
+            raise InputError("--source-share needs --images and --masks (the labelled source data to replay).")
+        return 0.0
+    share = SOURCE_SHARE if share is None else share
+    if not share < 1:
+        raise InputError(f"--source-share is {share}; give a fraction below 1 (the rest of each batch is target crops).")
+    if batch_size < 2:
+        raise InputError(f"--batch-size {batch_size} leaves no room for source and target crops together; give 2 or more.")
+    return float(share)
+
+
 def adapt_fewshot(
     model: str | Path, target_images: str | Path, target_masks: str | Path, output: str | Path, *,
     steps: int = FEWSHOT_STEPS, lr: float = FEWSHOT_LR, crop_size: int = 256, batch_size: int = 8, seed: int = 0,
-    samples: int = ADABN_SAMPLES, unlabelled_value: int | None = None, label_field: str | None = None, overwrite: bool = False,
+    samples: int = ADABN_SAMPLES, unlabelled_value: int | None = None, label_field: str | None = None,
+    images: str | Path | None = None, masks: str | Path | None = None, source_share: float | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``output``: ``model`` fine-tuned ``steps`` steps on the labelled pixels of the target
-    images that have a label in ``target_masks``, BatchNorm statistics re-estimated on all target images.
+    images that have a label in ``target_masks`` (with ``source_share`` of each batch from the
+    labelled source ``images``/``masks`` when given), BatchNorm statistics re-estimated on all target images.
 
     ``before``/``after`` are measured on the same labels it trains on (optimistic: no held-out labels).
     """
     t0 = time.perf_counter()
-    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size, samples=samples)
+    check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size, samples=samples, source_share=source_share)
+    share = check_replay(images, masks, source_share, batch_size)
     model_path, out, base = start(model, output, overwrite)
     meta, crops, net = base.metadata, Crops(crop_size, batch_size, seed), base.model
     labelled = labelled_scenes(target_images, target_masks, meta, unlabelled_value=unlabelled_value, label_field=label_field)
+    source = labelled_scenes(images, masks, meta, label_field=label_field, source=True) if share else []
     torch.manual_seed(seed)
     windows, k = window_batches(labelled, meta, crops), len(meta["classes"])
     before = figures(net, windows, k)
-    history = finetune_steps(net, labelled_crops(labelled, meta, crops, steps), lr)
+    batches = mixed_crops(labelled, source, meta, crops, steps, share) if share else labelled_crops(labelled, meta, crops, steps)
+    history = finetune_steps(net, batches, lr)
     stats = Crops(crop_size, batch_size, seed + 1)  # other crops, from every target image
     recalibrate(net, images_of(crop_batches(image_scenes(target_images, meta), meta, stats, samples)))
     settings = {"steps": steps, "lr": lr, "crop_size": crop_size, "batch_size": batch_size, "seed": seed,
                 "labelled_images": [s.info.path.name for s in labelled],
                 "labelled_pixels": int(sum(int((s.target != IGNORE).sum()) for s in labelled)),
                 "unlabelled_value": unlabelled_value, "label_field": label_field,
+                "source_share": share, "source_images": [s.info.path.name for s in source],
                 "batchnorm": f"trained with target batch statistics; running statistics re-estimated on {samples} target crops",
                 "loss_first_step": history[0], "loss_last_step": history[-1],
                 "figures_on": "the training labels (no held-out target labels)"}

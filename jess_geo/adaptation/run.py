@@ -15,7 +15,7 @@ TAKES: dict[str, set[str]] = {
     "tent": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr", "samples"},
     "histmatch": {"images", "target_images", "target_masks", "output_dir", "crop_size", "batch_size"},
     "fewshot": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr",
-                "samples", "unlabelled_value", "label_field"},
+                "samples", "unlabelled_value", "label_field", "images", "masks", "source_share"},
 }
 NEEDS: dict[str, tuple[str, ...]] = {
     "adabn": ("target_images", "output_dir"),
@@ -25,7 +25,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 WHAT = {"images": "the source images MODEL was trained on", "target_images": "a folder of images from the new camera",
         "target_masks": "labels of some target images", "output_dir": "the adapted model goes to DIR/model.pt"}
-NOT_FOR_JESS = ("samples", "steps", "unlabelled_value")
+NOT_FOR_JESS = ("samples", "steps", "unlabelled_value", "source_share")
 
 
 def _option(key: str) -> str:

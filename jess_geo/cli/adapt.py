@@ -23,6 +23,8 @@ from jess_geo.cli.train import notice, report, training_options
 @click.option("--samples", type=int, help="adabn, tent, fewshot: target crops the saved BatchNorm statistics are averaged over (default 64).")
 @click.option("--unlabelled-value", "unlabelled_value", type=int,
               help="fewshot: mask value meaning 'not labelled' (255 always is; pixels outside polygons too).")
+@click.option("--source-share", "source_share", type=float,
+              help="fewshot with --images/--masks: share of each batch from the labelled source data (default 0.5).")
 @click.option("--label-field", "label_field", help="Class field of polygon labels (default: class_id, class, label or value).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def command(model: str, method: str, config: str | None, quiet: bool, as_json: bool, overwrite: bool, **flags: Any) -> None:
@@ -33,7 +35,7 @@ def command(model: str, method: str, config: str | None, quiet: bool, as_json: b
     adabn     --target-images T                          (no training, no labels)
     tent      --target-images T [--steps --lr]           (no labels)
     histmatch --images S --target-images T             (weights unchanged; predict applies the table)
-    fewshot   --target-images T --target-masks L [--unlabelled-value V]
+    fewshot   --target-images T --target-masks L [--images S --masks M] [--unlabelled-value V]
 
     The new model keeps MODEL's classes, bands, normalisation and resolution; its metadata records
     the method, its settings, the base model (name, sha256) and the figures before and after on
