@@ -276,6 +276,7 @@ FEWSHOT_ARMS: dict[str, dict[str, Any]] = {
     "fewshot": {},
     "fewshot+replay": {"source": True},
     "fewshot+replay-120": {"source": True, "steps": 120},
+    "histmatch+fewshot+replay": {"source": True, "from": "histmatch.pt"},  # target crops colour-aligned (run cheap first)
 }
 
 
@@ -287,9 +288,10 @@ def apply_fewshot(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[s
     kw = dict(FEWSHOT_ARMS[name])
     if kw.pop("source", False):
         kw.update(images=f["train"] / "images", masks=f["train"] / "masks")
+    start = out / kw.pop("from") if "from" in kw else Path(spec["baseline"])
     li, lm, si, sm = fewshot_data(spec["split"], f, WORK)
     t = time.perf_counter()
-    adapt_fewshot(spec["baseline"], li, lm, out / f"{name}.pt", seed=spec["seed"], overwrite=True, **kw)
+    adapt_fewshot(start, li, lm, out / f"{name}.pt", seed=spec["seed"], overwrite=True, **kw)
     # BatchNorm statistics: adapt_fewshot re-estimates them on ``li`` (the labelled target images)
     arm = {"adapt_s": time.perf_counter() - t, "data": FEWSHOT[spec["split"]], **_scored(out / f"{name}.pt", si, sm)}
     base = _scored(spec["baseline"], si, sm)

@@ -50,6 +50,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "focal": {"loss": "focal"},
     "balance": {"balance": 0.5},
     "wce+balance": {"loss": "wce", "balance": 0.5},
+    "wce+balance-0.8": {"loss": "wce", "balance": 0.8},
+    "wce-clip30+balance": {"loss": "wce", "weight_clip": 30.0, "balance": 0.5},
+    "lovasz+balance": {"loss": "ce+lovasz", "balance": 0.5},
     "lite1": {"encoder": "timm-tf_efficientnet_lite1"},
     "lite2": {"encoder": "timm-tf_efficientnet_lite2"},
 }
@@ -206,9 +209,25 @@ def tables(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(lines), rows
 
 
+def csv_results(path: Path) -> list[dict[str, Any]]:
+    """Earlier runs as written to rare_classes.csv (the result fields the tables read)."""
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            num = lambda v: None if v in ("", None) else float(v)  # noqa: E731
+            out.append({"arm": row["arm"], "seed": int(row["seed"]), "accuracy": float(row["accuracy"]), "miou": float(row["miou"]),
+                        "train_cpu_s": float(row["train_cpu_s"]), "best_epoch": int(row["best_epoch"]) if row["best_epoch"] else None,
+                        "images": {f"{k[5:]}.png": {"miou": float(v)} for k, v in row.items() if k.startswith("miou_")},
+                        "per_class_iou": {k[4:]: num(v) for k, v in row.items() if k.startswith("iou_")}, "from_csv": True})
+    return out
+
+
 def report(args: argparse.Namespace) -> None:
     work = Path(args.models) / "work"
     results = [json.loads(p.read_text()) for p in sorted(work.glob("*_s[0-9]*.json")) if not p.name.endswith(".spec.json")]
+    if args.keep and (RESULTS / "rare_classes.csv").exists():  # runs of earlier sessions not run again here
+        have = {(r["arm"], r["seed"]) for r in results}
+        results += [r for r in csv_results(RESULTS / "rare_classes.csv") if (r["arm"], r["seed"]) not in have]
     results.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
     text, rows = tables(results)
     specs = [json.loads(p.read_text()) for p in sorted(work.glob("*.spec.json"))]
@@ -235,6 +254,7 @@ def main() -> None:
     ap.add_argument("--child", type=Path)
     ap.add_argument("--report", action="store_true", help="Print the tables of the runs done so far.")
     ap.add_argument("--write", action="store_true", help="With --report: write benchmarks/results/rare_classes.md/.csv.")
+    ap.add_argument("--keep", action="store_true", help="With --report: also table the runs in rare_classes.csv not found in --models.")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--runs", nargs="+", help="Explicit (arm:seed) runs in this order, e.g. ce:0 wce:0 ce:1.")
