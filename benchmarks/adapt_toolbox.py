@@ -276,6 +276,7 @@ FEWSHOT_ARMS: dict[str, dict[str, Any]] = {
     "fewshot": {},
     "fewshot+replay": {"source": True},
     "fewshot+replay-120": {"source": True, "steps": 120},
+    "fewshot+replay-120-lr1e-3": {"source": True, "steps": 120, "lr": 1e-3},
     "histmatch+fewshot+replay": {"source": True, "from": "histmatch.pt"},  # target crops colour-aligned (run cheap first)
 }
 
@@ -433,15 +434,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = (__doc__ or "").split("\n\n    nice")[0]
-    (RESULTS / "adapt_toolbox.md").write_text("# Adaptation toolbox: every method on the camera and season shifts\n\n" + doc + "\n\n" + text + "\n")
+    (RESULTS / f"{args.name}.md").write_text("# Adaptation toolbox: every method on the camera and season shifts\n\n" + doc + "\n\n" + text + "\n")
     keys = ["split", "arm", "seed", "target_accuracy", "target_miou", "delta_accuracy", "delta_miou", "clean_accuracy",
             "clean_miou", "base_accuracy", "base_miou", "adapt_s", "best_epoch", "data", "alignment_applied"]
-    with open(RESULTS / "adapt_toolbox.csv", "w", newline="") as fh:
+    with open(RESULTS / f"{args.name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         for r in sorted(rs, key=lambda r: (r["split"], ORDER.index(r["arm"]) if r["arm"] in ORDER else 99, r["seed"])):
             w.writerow({k: r.get(k) for k in keys})
-    print(f"written: {RESULTS / 'adapt_toolbox.md'}, adapt_toolbox.csv")
+    print(f"written: {RESULTS / args.name}.md, {args.name}.csv")
     return 0
 
 
@@ -499,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=["cheap", "jess", "split-BN", "fewshot"],
                     choices=["cheap", "tent", "chain", *FEWSHOT_ARMS, *FINETUNE_ARMS])
     ap.add_argument("--jobs", nargs="+", help="apply: split:method:seed in this order (instead of the product)")
+    ap.add_argument("--name", default="adapt_toolbox", help="report: write benchmarks/results/NAME.md and NAME.csv")
     ap.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the fine-tuning arms (x 8 steps)")
     args = ap.parse_args(argv)
     if args.child:
