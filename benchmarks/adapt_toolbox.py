@@ -390,8 +390,9 @@ def report_text(rs: list[dict[str, Any]]) -> str:
         lines += ["", "Camera-shift cost for the baseline (the held-out photo untransformed vs transformed): accuracy "
                   f"{fmt_pp([r['clean_accuracy'] for r in clean])} % -> {fmt_pp([r['target_accuracy'] for r in clean])} %, mIoU "
                   f"{fmt_pp([r['clean_miou'] for r in clean])} % -> {fmt_pp([r['target_miou'] for r in clean])} %."]
-    lines += ["", "The energy question: the same BatchNorm handling with lambda > 0 minus lambda 0 (paired by seed), points:", "",
-              "| split | energy form | BatchNorm | Δ acc | Δ mIoU | seeds better |", "|---|---|---|---|---|---|"]
+    question = ["", "The energy question: the same BatchNorm handling with lambda > 0 minus lambda 0 (paired by seed), points:", "",
+                "| split | energy form | BatchNorm | Δ acc | Δ mIoU | seeds better |", "|---|---|---|---|---|---|"]
+    pairs: list[str] = []
     for split in SPLITS:
         for arm, control, form, bn in (("jess", "split-BN", "pixel, open gap", "split"), ("jess-image", "split-BN", "image, open gap", "split"),
                                        ("jess-margin", "split-BN", "pixel, margin 1", "split"), ("jess-passes", "passes-BN", "pixel, open gap", "passes")):
@@ -402,7 +403,9 @@ def report_text(rs: list[dict[str, Any]]) -> str:
                 continue
             da = [a[k]["target_accuracy"] - c[k]["target_accuracy"] for k in seeds]
             dm = [a[k]["target_miou"] - c[k]["target_miou"] for k in seeds]
-            lines.append(f"| {split} | {form} ({arm} - {control}) | {bn} | {fmt_pp(da)} | {fmt_pp(dm)} | {sum(v > 0 for v in da)}/{len(da)} |")
+            pairs.append(f"| {split} | {form} ({arm} - {control}) | {bn} | {fmt_pp(da)} | {fmt_pp(dm)} | {sum(v > 0 for v in da)}/{len(da)} |")
+    if pairs:  # only where both arms of a pair ran
+        lines += question + pairs
     energy = [r for r in rs if r.get("energy_after")]
     if energy:
         lines += ["", "Energies of the fine-tuning arms (run's own validation windows; before = the baseline, after = the kept model):", "",
