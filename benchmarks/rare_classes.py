@@ -53,6 +53,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "wce+balance-0.8": {"loss": "wce", "balance": 0.8},
     "wce-clip30+balance": {"loss": "wce", "weight_clip": 30.0, "balance": 0.5},
     "lovasz+balance": {"loss": "ce+lovasz", "balance": 0.5},
+    "wce-clip30+balance-0.8": {"loss": "wce", "weight_clip": 30.0, "balance": 0.8},
     "lite1": {"encoder": "timm-tf_efficientnet_lite1"},
     "lite2": {"encoder": "timm-tf_efficientnet_lite2"},
 }
