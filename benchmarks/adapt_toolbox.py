@@ -199,7 +199,6 @@ def _scored(model: Any, images: Path, masks: Path) -> dict[str, Any]:
         extra["alignment_applied"] = "to copies of the images (this code's predict does not apply it)"
     r = evaluate_model(model, images, masks, device="cpu")
     return {**extra, "target_accuracy": r["accuracy"], "target_miou": r["miou"], "target_images": r["images"]}
-    return {"target_accuracy": r["accuracy"], "target_miou": r["miou"], "target_images": r["images"]}
 
 
 def apply_cheap(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str, Any]:
