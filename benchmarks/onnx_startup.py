@@ -4,7 +4,10 @@ Each run is its own process (the installed console script); contenders rotate; m
 .onnx model runs twice: with polygons (the default: a GeoPackage, written through pyogrio, whose
 import loads geopandas and pandas) and with ``--no-vector``. Then ``python -X importtime`` of
 the real command: which heavy packages each run imports and what they cost (cumulative ms of
-the top-level imports; one run, indicative).
+the top-level imports; one run, indicative). Two references run in the same rotation: the `.pt`
+run with ``JESS_GEO_FULL_EXIT=1`` (the interpreter's ordinary teardown, which the console script
+skips once its outputs are closed) and ``python -c "import torch"`` alone (the floor of any `.pt`
+run on this machine).
 
     .venv/bin/python benchmarks/onnx_startup.py [--rounds 5]
 """
@@ -29,10 +32,12 @@ HEAVY = ("torch", "segmentation_models_pytorch", "timm", "torchvision", "lightni
          "pyogrio", "geopandas", "pandas", "rasterio", "numpy")
 
 
-def once(model: Path, out: Path, *extra: str) -> float:
+def once(model: Path | None, out: Path, *extra: str, env: dict[str, str] | None = None) -> float:
+    """Seconds for one whole process: ``jess-geo predict`` with ``model``, or ``import torch`` when it is None."""
+    cmd = ([sys.executable, "-c", "import torch"] if model is None else
+           [str(EXE), "predict", str(SCENE), "--model", str(model), "-o", str(out), "--overwrite", "--quiet", *extra])
     t = time.perf_counter()
-    proc = subprocess.run([str(EXE), "predict", str(SCENE), "--model", str(model), "-o", str(out), "--overwrite", "--quiet", *extra],
-                          capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {})))
     if proc.returncode != 0:
         raise SystemExit(proc.stderr.strip())
     return time.perf_counter() - t
@@ -68,21 +73,26 @@ def main() -> None:
         work = Path(tmp)
         onnx_model = work / "demo.onnx"
         export_model(DEMO, onnx_model)
-        runs = {".onnx": (onnx_model, ()), ".onnx --no-vector": (onnx_model, ("--no-vector",)), ".pt": (DEMO, ())}
-        for model, extra in runs.values():
-            once(model, work / "warm_classes.tif", *extra)  # page cache warm for all
+        full = {"JESS_GEO_FULL_EXIT": "1"}
+        runs: dict[str, tuple[Path | None, tuple[str, ...], dict[str, str] | None]] = {
+            ".onnx": (onnx_model, (), None), ".onnx --no-vector": (onnx_model, ("--no-vector",), None), ".pt": (DEMO, (), None),
+            ".pt, full exit": (DEMO, (), full), "import torch": (None, (), None)}
+        for model, extra, env in runs.values():
+            once(model, work / "warm_classes.tif", *extra, env=env)  # page cache warm for all
         times: dict[str, list[float]] = {name: [] for name in runs}
         names = list(runs)
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[: r % len(names)]:
-                model, extra = runs[name]
-                times[name].append(once(model, work / f"run{len(times[name])}_classes.tif", *extra))
+                model, extra, env = runs[name]
+                times[name].append(once(model, work / f"run{len(times[name])}_classes.tif", *extra, env=env))
         print(f"machine: {os.cpu_count()} cores; load average before the runs {load}")
         for name in names:
-            print(f"predict sample scene (2 tiles, cover table{'' if 'no-vector' in name else ', polygons'}), {name} model: "
-                  f"median {np.median(times[name]):.2f} s whole process (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
-        for name in names:
-            model, extra = runs[name]
+            what = ("python -c 'import torch' (reference)" if runs[name][0] is None else
+                    f"predict sample scene (2 tiles, cover table{'' if 'no-vector' in name else ', polygons'}), {name.replace(', ', ' model, ')}"
+                    f"{'' if ',' in name else ' model'}")
+            print(f"{what}: median {np.median(times[name]):.2f} s whole process (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+        for name in names[:3]:
+            model, extra, _ = runs[name]
             print(f"imports with {name}: {heavy_imports(model, work / 'imp_classes.tif', *extra)}")
 
 if __name__ == "__main__":
