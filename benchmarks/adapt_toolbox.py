@@ -14,6 +14,11 @@ written to benchmarks/results/adapt_toolbox.md and .csv.
     nice -n 10 .venv/bin/python benchmarks/adapt_toolbox.py train [--seeds 0 1 2] [--parallel 2]
     nice -n 10 .venv/bin/python benchmarks/adapt_toolbox.py apply --methods adabn jess ... [--parallel 2]
     .venv/bin/python benchmarks/adapt_toolbox.py report
+
+``--recipe configs/cpu_biocrust.yaml`` trains the baselines with a shipped recipe instead (its
+data, model, optimiser, loss and epochs; the split's photos, the seed and the CPU from here), the
+models a user of the default recipe has; ``ADAPT_MODELS=DIR`` keeps such a set apart from the
+small-budget one (default /work/bench_models/adapt).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from child_queue import niced, run_queue  # noqa: E402
 from domain_shift import DATA, ROOT, SPLITS, fmt, mean_se, prepare  # noqa: E402
 
-MODELS = Path("/work/bench_models/adapt")
+MODELS = Path(os.environ.get("ADAPT_MODELS", "/work/bench_models/adapt"))
 WORK = MODELS / "work"
 RESULTS = Path(os.environ.get("ADAPT_RESULTS", ROOT / "benchmarks" / "results"))
 
@@ -55,15 +60,21 @@ def baseline_path(split: str, seed: int) -> Path:
 
 
 def base_config(f: dict[str, Path], out: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The shared small recipe of the domain-shift benchmarks, source data of one split."""
-    return {
+    """The shared small recipe of the domain-shift benchmarks (or ``--recipe``), source data of one split."""
+    data = {
         "images": str(f["train"] / "images"), "masks": str(f["train"] / "masks"),
         "val_images": str(f["val"] / "images"), "val_masks": str(f["val"] / "masks"),
-        "classes": str(DATA / "classes.json"), "output_dir": str(out), "seed": seed,
-        "photo_scale": 0.5, "crop_size": 256, "batch_size": 8, "lr": 1e-3, "epochs": args.epochs,
-        "samples_per_epoch": args.samples_per_epoch, "warmup_epochs": 1, "val_crop": 512, "accelerator": "cpu",
+        "classes": str(DATA / "classes.json"), "output_dir": str(out), "seed": seed, "accelerator": "cpu",
         "method": "baseline",
     }
+    if getattr(args, "recipe", None):
+        from jess_geo.training.config import flatten, read_config_file
+
+        recipe = flatten(read_config_file(args.recipe))
+        recipe.pop("val_fraction", None)  # the split's validation photo instead
+        return {**recipe, **data}
+    return {**data, "photo_scale": 0.5, "crop_size": 256, "batch_size": 8, "lr": 1e-3, "epochs": args.epochs,
+            "samples_per_epoch": args.samples_per_epoch, "warmup_epochs": 1, "val_crop": 512}
 
 
 # --------------------------------------------------------------------------------------- score
@@ -499,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-per-epoch", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--again", action="store_true", help="train baselines that exist already")
+    ap.add_argument("--recipe", type=Path, default=None, help="train: a shipped config (e.g. configs/cpu_biocrust.yaml) instead of the small budget")
     ap.add_argument("--methods", nargs="+", default=["cheap", "jess", "split-BN", "fewshot"],
                     choices=["cheap", "tent", "chain", *FEWSHOT_ARMS, *FINETUNE_ARMS])
     ap.add_argument("--jobs", nargs="+", help="apply: split:method:seed in this order (instead of the product)")
