@@ -288,6 +288,7 @@ FEWSHOT_ARMS: dict[str, dict[str, Any]] = {
     "fewshot+replay-120": {"source": True, "steps": 120},
     "fewshot+replay-120-lr1e-3": {"source": True, "steps": 120, "lr": 1e-3},
     "histmatch+fewshot+replay": {"source": True, "from": "histmatch.pt"},  # target crops colour-aligned (run cheap first)
+    "histmatch+fewshot+replay-120-lr1e-3": {"source": True, "steps": 120, "lr": 1e-3, "from": "histmatch.pt"},
 }
 
 
