@@ -1,7 +1,7 @@
 """Where a network's time goes in OpenVINO, layer kind by layer kind, against the FLOP limit.
 
-Why the thin-decoder U-Nets stay below 70 % of the sgemm peak while the paper-width one passes
-(runtime_throughput.py): this script exports the network (fp32, 512 x 512, batch 4), runs it in
+Why the thin-decoder U-Nets sit near 70 % of the sgemm peak (66-72 % in three runs of
+runtime_throughput.py for the demo network) while the paper-width one passes by far: this script exports the network (fp32, 512 x 512, batch 4), runs it in
 OpenVINO with per-layer counters on (latency hint, every core, f32) and sums time and FLOPs per
 kind of layer (a multiply-add counts 2; FLOPs from each convolution's weight and output shapes,
 the same count as ``torch.utils.flop_counter``). The sgemm peak is timed in its own process
