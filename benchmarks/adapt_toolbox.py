@@ -311,6 +311,32 @@ def apply_fewshot(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[s
     return {"arms": {name: arm}}
 
 
+# Camera-simulation arms (method name -> adapt_camsim settings): the split's labelled training data
+# rendered with the target's colours, blur and noise; scored on the whole target like the cheap arms.
+CAMSIM_ARMS: dict[str, dict[str, Any]] = {
+    "camsim": {},
+    "camsim-lr2e-4": {"lr": 2e-4},
+    "camsim-240": {"steps": 240},
+    "histmatch+camsim": {"from": "histmatch.pt"},  # target read through histmatch's table (run cheap first)
+    "histmatch+camsim-240": {"steps": 240, "from": "histmatch.pt"},
+}
+
+
+def apply_camsim(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[str, Any]:
+    """One camsim arm from the baseline (or from another arm's model), scored on the target photo."""
+    from jess_geo.adaptation.camsim import adapt_camsim
+
+    name = spec["method"]
+    kw = dict(CAMSIM_ARMS[name])
+    start = out / kw.pop("from") if "from" in kw else Path(spec["baseline"])
+    t = time.perf_counter()
+    res = adapt_camsim(start, f["train"] / "images", f["train"] / "masks", f["target"] / "images", out / f"{name}.pt",
+                       seed=spec["seed"], overwrite=True, **kw)
+    arm = {"adapt_s": time.perf_counter() - t, "camera": res["settings"]["camera"],
+           **_scored(out / f"{name}.pt", f["target"] / "images", f["target"] / "masks")}
+    return {"arms": {name: arm}}
+
+
 def apply_method(spec: dict[str, Any]) -> dict[str, Any]:
     f = {k: Path(v) for k, v in spec["folders"].items()}
     out = Path(spec["out"])
@@ -319,6 +345,8 @@ def apply_method(spec: dict[str, Any]) -> dict[str, Any]:
         return apply_cheap(spec, f, out)
     if spec["method"] in FEWSHOT_ARMS:
         return apply_fewshot(spec, f, out)
+    if spec["method"] in CAMSIM_ARMS:
+        return apply_camsim(spec, f, out)
     if spec["method"] == "tent":
         return apply_tent(spec, f, out)
     if spec["method"] == "chain":
@@ -376,7 +404,7 @@ def fmt_pp(values: list[float]) -> str:
     return f"{m:.1f} ± {se:.1f}"
 
 
-ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", *FEWSHOT_ARMS, *FINETUNE_ARMS, *CHAINS]
+ORDER = ["baseline", "adabn", "tent", "histmatch", "histmatch+adabn", *CAMSIM_ARMS, *FEWSHOT_ARMS, *FINETUNE_ARMS, *CHAINS]
 
 
 def report_text(rs: list[dict[str, Any]]) -> str:

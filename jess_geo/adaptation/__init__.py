@@ -3,7 +3,9 @@
 Methods: ``jess`` (fine-tuning with the energy term, :mod:`jess_geo.training.adapt`), ``adabn``
 (BatchNorm statistics of the target), ``tent`` (entropy minimisation of the BatchNorm affine
 parameters), ``histmatch`` (per-band histogram matching of the target scenes toward the source,
-applied by predict) and ``fewshot`` (fine-tuning on a few partly labelled target images).
+applied by predict), ``fewshot`` (fine-tuning on a few partly labelled target images) and
+``camsim`` (fine-tuning on the labelled source images rendered with the target camera's colours,
+blur and noise, measured on the unlabelled target images).
 
 This package's ``__init__`` imports nothing heavy: the predict path imports
 :mod:`jess_geo.adaptation.colour` (numpy only) to apply a stored colour alignment.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot")
+METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot", "camsim")
 # The default of `jess-geo adapt --method`: the method that measured best in benchmarks/adapt_toolbox.py
 # (positive on both shifts, no source data, no training; JESS fine-tuning did not help there).
 DEFAULT_METHOD = "adabn"

@@ -16,14 +16,17 @@ TAKES: dict[str, set[str]] = {
     "histmatch": {"images", "target_images", "target_masks", "output_dir", "crop_size", "batch_size"},
     "fewshot": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr",
                 "samples", "unlabelled_value", "label_field", "images", "masks", "source_share"},
+    "camsim": {"images", "masks", "target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed",
+               "steps", "lr", "samples", "label_field"},
 }
 NEEDS: dict[str, tuple[str, ...]] = {
     "adabn": ("target_images", "output_dir"),
     "tent": ("target_images", "output_dir"),
     "histmatch": ("images", "target_images", "output_dir"),
     "fewshot": ("target_images", "target_masks", "output_dir"),
+    "camsim": ("images", "masks", "target_images", "output_dir"),
 }
-WHAT = {"images": "the source images MODEL was trained on", "target_images": "a folder of images from the new camera",
+WHAT = {"images": "the source images MODEL was trained on", "masks": "the labels of those source images", "target_images": "a folder of images from the new camera",
         "target_masks": "labels of some target images", "output_dir": "the adapted model goes to DIR/model.pt"}
 NOT_FOR_JESS = ("samples", "steps", "unlabelled_value", "source_share")
 
@@ -76,6 +79,6 @@ def run_method(method: str, model: str | Path, config: str | None, flags: dict[s
         return dict(result, method="jess")
     output = Path(given.pop("output_dir")) / "model.pt"
     positional = {"adabn": ("target_images",), "tent": ("target_images",), "histmatch": ("images", "target_images"),
-                  "fewshot": ("target_images", "target_masks")}[method]
+                  "fewshot": ("target_images", "target_masks"), "camsim": ("images", "masks", "target_images")}[method]
     args = [given.pop(k) for k in positional]
     return method_function(method)(model, *args, output, overwrite=overwrite, **given)

@@ -1,4 +1,4 @@
-"""`jess-geo adapt MODEL --method jess|adabn|tent|histmatch|fewshot`: a model for a new camera or season."""
+"""`jess-geo adapt MODEL --method jess|adabn|tent|histmatch|fewshot|camsim`: a model for a new camera or season."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from jess_geo.cli.train import notice, report, training_options
               help="jess: fine-tune with the energy term (labelled source + unlabelled target); adabn: BatchNorm statistics "
                    "of the target (seconds, no labels); tent: entropy minimisation of the BatchNorm affine parameters (no "
                    "labels); histmatch: per-band colour lookup table target -> source, applied by predict; fewshot: "
-                   "fine-tune on a few labelled target images (--target-masks).")
+                   "fine-tune on a few labelled target images (--target-masks); camsim: fine-tune on the labelled source "
+                   "images rendered with the target camera's colours, blur and noise (measured on --target-images).")
 @training_options
-@click.option("--steps", type=int, help="tent, fewshot: optimisation steps (defaults 20 and 40).")
-@click.option("--samples", type=int, help="adabn, tent, fewshot: target crops the saved BatchNorm statistics are averaged over (default 64).")
+@click.option("--steps", type=int, help="tent, fewshot, camsim: optimisation steps (defaults 20, 40 and 120).")
+@click.option("--samples", type=int, help="adabn, tent, fewshot, camsim: target crops the saved BatchNorm statistics are averaged over (default 64).")
 @click.option("--unlabelled-value", "unlabelled_value", type=int,
               help="fewshot: mask value meaning 'not labelled' (255 always is; pixels outside polygons too).")
 @click.option("--source-share", "source_share", type=float,
@@ -36,6 +37,7 @@ def command(model: str, method: str, config: str | None, quiet: bool, as_json: b
     tent      --target-images T [--steps --lr]           (no labels)
     histmatch --images S --target-images T             (weights unchanged; predict applies the table)
     fewshot   --target-images T --target-masks L [--images S --masks M] [--unlabelled-value V]
+    camsim    --images S --masks M --target-images T     (source rendered as the target camera)
 
     The new model keeps MODEL's classes, bands, normalisation and resolution; its metadata records
     the method, its settings, the base model (name, sha256) and the figures before and after on
@@ -61,6 +63,10 @@ def command(model: str, method: str, config: str | None, quiet: bool, as_json: b
     click.echo(f"adapted:  {method} of {base['name']} (sha256 {base['sha256'][:12]}) to {result['targets']} target image(s) "
                f"in {result['seconds']:.1f} s")
     click.echo("settings: " + ", ".join(f"{k} {v}" for k, v in result["settings"].items() if not isinstance(v, (list, dict))))
+    camera = result["settings"].get("camera")
+    if camera:
+        click.echo(f"camera:   target vs source: blur {camera['blur_sigma_px']:.2f} px, noise std {camera['noise_std']:.2f}, "
+                   f"contrast x{camera['gain'] ** 0.5:.2f} (fit error {camera['fit_error']:.3f})")
     click.echo(f"target:   {figure_change(result['before'], result['after'])}")
 
 

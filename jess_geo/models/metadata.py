@@ -146,7 +146,7 @@ def _check_tiling(meta: Mapping[str, Any]) -> None:
         raise _Bad("ignore_index", f"is {meta['ignore_index']!r}; jess-geo models use {IGNORE}")
 
 
-ADAPTATION_METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot")
+ADAPTATION_METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot", "camsim")
 
 
 def _check_adaptation(meta: Mapping[str, Any]) -> None:
