@@ -100,7 +100,7 @@ def test_camsim_records_the_measured_camera_and_fine_tunes_the_network(target: d
     changed = {k for k in before if not np.array_equal(before[k].numpy(), after[k].numpy())}
     assert any(k.endswith("weight") and "conv" in k for k in changed)  # convolutions trained, not only BatchNorm
     info = run_cli("info", out / "model.pt")
-    assert info.exit_code == 0 and "camsim of" in info.stdout
+    assert info.exit_code == 0 and "camsim of" in info.stdout and "camera blur_sigma_px" in info.stdout
     assert sorted(p.name for p in out.iterdir()) == ["model.pt"]
 
 

@@ -52,7 +52,8 @@ def _line(r: dict[str, Any], model: str, threshold: float) -> str:
     if not r["shifted"]:
         return head + "looks like the training data"
     return (head + "looks like a new camera or season; adapt the model to it: "
-            f"jess-geo adapt {model} --method {SUGGESTED_METHOD} --target-images DIR_OF_SUCH_SCENES --output-dir NEW_DIR")
+            f"jess-geo adapt {model} --method {SUGGESTED_METHOD} --target-images DIR_OF_SUCH_SCENES --output-dir NEW_DIR "
+            "(for a new camera, with the labelled training data at hand, --method camsim --images IMAGES --masks MASKS gained most)")
 
 
 @click.command("check", help=HELP)

@@ -61,6 +61,9 @@ def adaptation_line(a: dict) -> str:
     text = f"{a.get('method', 'jess')} of {base.get('name', 'a model')}"
     text += f" (sha256 {base['sha256'][:12]})" if base.get("sha256") else ""
     text += ": " + ", ".join(f"{k} {v}" for k, v in settings.items() if not isinstance(v, (list, dict)))
+    camera = settings.get("camera")
+    if isinstance(camera, dict):  # camsim: the measured target camera
+        text += ", camera " + ", ".join(f"{k} {v}" for k, v in camera.items())
     before, after = a.get("before") or {}, a.get("after") or {}
     shared = [k for k in before if k in after and isinstance(before[k], (int, float))]
     return text + ("; target " + ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in shared) if shared else "")
