@@ -19,6 +19,10 @@ written to benchmarks/results/adapt_toolbox.md and .csv.
 data, model, optimiser, loss and epochs; the split's photos, the seed and the CPU from here), the
 models a user of the default recipe has; ``ADAPT_MODELS=DIR`` keeps such a set apart from the
 small-budget one (default /work/bench_models/adapt).
+
+Camera-simulation arms (`--jobs split:camsim:SEED`, see CAMSIM_ARMS): `adapt --method camsim` on
+the split's labelled training photos, from the baseline or (`histmatch+...`) from the cheap
+arm's histmatch model, scored on the whole target like the cheap arms.
 """
 
 from __future__ import annotations
