@@ -323,6 +323,14 @@ CAMSIM_ARMS: dict[str, dict[str, Any]] = {
     "camsim-240": {"steps": 240},
     "histmatch+camsim": {"from": "histmatch.pt"},  # target read through histmatch's table (run cheap first)
     "histmatch+camsim-240": {"steps": 240, "from": "histmatch.pt"},
+    "camsim+pseudo-120": {"pseudo_steps": 120},  # then 120 self-training steps on the target (session 10)
+    "histmatch+camsim+pseudo-120": {"pseudo_steps": 120, "from": "histmatch.pt"},
+    "camsim-cos": {"schedule": "cosine"},  # the rate falling to 0 over the steps (session 10)
+    "camsim-cos-240": {"schedule": "cosine", "steps": 240},
+    "histmatch+camsim-cos-240": {"schedule": "cosine", "steps": 240, "from": "histmatch.pt"},
+    "camsim-swa": {"average": True},  # weights averaged over the second half of the steps (session 10)
+    "camsim-swa-240": {"average": True, "steps": 240},
+    "histmatch+camsim-swa-240": {"average": True, "steps": 240, "from": "histmatch.pt"},
 }
 
 

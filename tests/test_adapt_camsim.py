@@ -133,3 +133,97 @@ def test_bad_input_is_one_line_and_writes_nothing(case: str, args: list[str], wo
     message = assert_cli_error(run_cli("adapt", DEMO, "--method", "camsim", *args, "--output-dir", out, *CHEAP))
     assert words in message, message
     assert not out.exists()
+
+
+def test_pseudo_labels_keep_the_most_confident_share_of_every_class() -> None:
+    """A rare, unsure class keeps its most confident pixels: the threshold is per class, not global."""
+    from jess_geo.adaptation.pseudo import pseudo_labels
+    from jess_geo.classes import IGNORE
+
+    rng = np.random.default_rng(0)
+    probs = np.zeros((3, 40, 40), np.float32)
+    probs[0] = rng.uniform(0.9, 1.0, (40, 40))  # a common, sure class
+    probs[1] = 1 - probs[0]
+    rare = np.zeros((40, 40), bool)
+    rare[:4, :5] = True  # 20 pixels of an unsure rare class
+    probs[:, rare] = np.stack([np.full(20, 0.3), np.full(20, 0.2), rng.uniform(0.4, 0.5, 20)])
+    valid = np.ones((40, 40), bool)
+    valid[-1] = False
+    labels = pseudo_labels(probs, valid, keep=0.5)
+    assert (labels[-1] == IGNORE).all()  # nodata stays unlabelled
+    kept_rare = labels[rare] == 2
+    assert kept_rare.sum() == 10  # half of the rare class, although every one is below the common class's threshold
+    assert probs[2][rare][kept_rare].min() >= probs[2][rare][~kept_rare].max()
+    common = (~rare) & valid
+    assert abs(int((labels[common] == 0).sum()) - common.sum() // 2) <= 1
+    assert set(np.unique(labels)) == {0, 2, IGNORE}
+
+
+def test_scene_probabilities_blend_tiles_like_one_pass() -> None:
+    """Small overlapping tiles give nearly the classes of one large tile, and probabilities sum to 1."""
+    from jess_geo.adaptation.pseudo import scene_probabilities
+
+    loaded = load_model_file(DEMO)
+    rgb = np.asarray(Image.open(SAMPLE / "photo.jpg").convert("RGB")).astype(np.float32).transpose(2, 0, 1)[:, :200, :300]
+    whole = scene_probabilities(loaded.model, rgb, loaded.metadata, tile=320, overlap=0)
+    tiled = scene_probabilities(loaded.model, rgb, loaded.metadata, tile=96, overlap=32)
+    assert whole.shape == tiled.shape == (len(loaded.metadata["classes"]), 200, 300)
+    np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-4)
+    assert (whole.argmax(0) == tiled.argmax(0)).mean() > 0.9
+
+
+def test_camsim_self_training_labels_the_target_and_is_recorded(target: dict[str, Path], run_cli: Callable) -> None:
+    out = target["root"] / "pseudo"
+    res = run_cli("adapt", DEMO, "--method", "camsim", *_source(), "--target-images", target["soft"], "--steps", "2",
+                  "--pseudo-steps", "2", "--pseudo-keep", "0.4", "--output-dir", out, *CHEAP, "--json")
+    assert res.exit_code == 0, res.stderr
+    st = json.loads(res.stdout)["settings"]["self_training"]
+    assert st["steps"] == 2 and st["keep"] == 0.4
+    scale = read_metadata(DEMO)["resolution"]["photo_scale"]  # a photo is read at this scale
+    with Image.open(target["soft"] / "photo.png") as im:
+        pixels = round(im.width * scale) * round(im.height * scale)
+    assert 0.3 * pixels < st["labelled_pixels"] <= 0.4 * pixels + 8  # 40 % of each predicted class's pixels
+    assert read_metadata(out / "model.pt")["adaptation"]["settings"]["self_training"] == st
+    info = run_cli("info", out / "model.pt")
+    assert info.exit_code == 0 and "self-training keep 0.4, labelled_pixels" in info.stdout
+
+
+def _tracked_batches(net: Any, snaps: list[list[Any]], n: int) -> Any:
+    """``n`` random batches; before each later one (and at the end) a copy of ``net``'s weights,
+    so ``snaps[k]`` holds the weights after step ``k``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    for k in range(n):
+        if k:
+            snaps.append([p.detach().clone() for p in net.parameters()])
+        yield {"image": torch.randn(2, 3, 8, 8, generator=gen), "mask": torch.randint(0, 2, (2, 8, 8), generator=gen)}
+    snaps.append([p.detach().clone() for p in net.parameters()])
+
+
+def test_weight_averaging_ends_with_the_mean_of_the_weights_it_passed() -> None:
+    import torch
+
+    from jess_geo.adaptation.fewshot import finetune_steps
+
+    torch.manual_seed(0)
+    net, snaps = torch.nn.Conv2d(3, 2, 1), []
+    finetune_steps(net, _tracked_batches(net, snaps, 4), 0.1, average_from=2)
+    assert len(snaps) == 4 and not torch.equal(snaps[2][0], snaps[3][0])
+    for p, a, b in zip(net.parameters(), snaps[2], snaps[3]):
+        torch.testing.assert_close(p.detach(), (a + b) / 2)
+
+
+def test_the_cosine_schedule_reaches_a_zero_rate() -> None:
+    """With the rate falling to 0 after one step, later steps leave the weights as they are."""
+    import torch
+
+    from jess_geo.adaptation.fewshot import finetune_steps
+
+    torch.manual_seed(0)
+    net, snaps = torch.nn.Conv2d(3, 2, 1), []
+    before = [p.detach().clone() for p in net.parameters()]
+    finetune_steps(net, _tracked_batches(net, snaps, 3), 0.1, cosine_steps=1)
+    assert not torch.equal(before[0], snaps[0][0])  # the first step at the full rate moved them
+    for p, s in zip(net.parameters(), snaps[0]):
+        torch.testing.assert_close(p.detach(), s)

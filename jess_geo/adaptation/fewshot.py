@@ -9,6 +9,7 @@ BatchNorm running statistics are then re-estimated on all target images, labelle
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -81,17 +82,41 @@ def mixed_crops(target: Sequence[Scene], source: Sequence[Scene], meta: dict[str
 
 
 def finetune_steps(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], lr: float,
-                   weight_decay: float = 1e-4) -> list[float]:
-    """One AdamW step per batch on cross-entropy over labelled pixels; returns the losses."""
+                   weight_decay: float = 1e-4, cosine_steps: int | None = None, average_from: int | None = None) -> list[float]:
+    """One AdamW step per batch on cross-entropy over labelled pixels; returns the losses.
+
+    ``cosine_steps``: the rate falls from ``lr`` to 0 over that many steps (half a cosine); else
+    constant. ``average_from``: the model ends with the mean of its weights after every step from
+    that one on (stochastic weight averaging, Izmailov et al. 2018; BatchNorm statistics are the
+    caller's to re-estimate).
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    mean: list[torch.Tensor] | None = None
+    averaged = 0
     model.train()
     history = []
-    for batch in batches:
+    for step, batch in enumerate(batches):
+        if cosine_steps:
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(step / cosine_steps, 1.0)))
         loss = F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
+        if average_from is not None and step >= average_from:
+            averaged += 1
+            with torch.no_grad():
+                if mean is None:
+                    mean = [p.detach().clone() for p in params]
+                else:
+                    for m, p in zip(mean, params):
+                        m.add_(p.detach() - m, alpha=1.0 / averaged)
+    if mean is not None:
+        with torch.no_grad():
+            for m, p in zip(mean, params):
+                p.copy_(m)
     model.eval()
     return history
 

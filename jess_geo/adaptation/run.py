@@ -17,7 +17,7 @@ TAKES: dict[str, set[str]] = {
     "fewshot": {"target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed", "steps", "lr",
                 "samples", "unlabelled_value", "label_field", "images", "masks", "source_share"},
     "camsim": {"images", "masks", "target_images", "target_masks", "output_dir", "crop_size", "batch_size", "seed",
-               "steps", "lr", "samples", "label_field"},
+               "steps", "lr", "samples", "label_field", "pseudo_steps", "pseudo_keep"},
 }
 NEEDS: dict[str, tuple[str, ...]] = {
     "adabn": ("target_images", "output_dir"),
@@ -28,7 +28,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 WHAT = {"images": "the source images MODEL was trained on", "masks": "the labels of those source images", "target_images": "a folder of images from the new camera",
         "target_masks": "labels of some target images", "output_dir": "the adapted model goes to DIR/model.pt"}
-NOT_FOR_JESS = ("samples", "steps", "unlabelled_value", "source_share")
+NOT_FOR_JESS = ("samples", "steps", "unlabelled_value", "source_share", "pseudo_steps", "pseudo_keep")
 
 
 def _option(key: str) -> str:

@@ -26,6 +26,11 @@ from jess_geo.cli.train import notice, report, training_options
               help="fewshot: mask value meaning 'not labelled' (255 always is; pixels outside polygons too).")
 @click.option("--source-share", "source_share", type=float,
               help="fewshot with --images/--masks: share of each batch from the labelled source data (default 0.5).")
+@click.option("--pseudo-steps", "pseudo_steps", type=int,
+              help="camsim: then this many self-training steps on the target, labelled by the model's most confident "
+                   "predictions per class (default 0: none).")
+@click.option("--pseudo-keep", "pseudo_keep", type=float,
+              help="camsim with --pseudo-steps: share of each predicted class's pixels kept as labels (default 0.5).")
 @click.option("--label-field", "label_field", help="Class field of polygon labels (default: class_id, class, label or value).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def command(model: str, method: str, config: str | None, quiet: bool, as_json: bool, overwrite: bool, **flags: Any) -> None:
@@ -37,7 +42,7 @@ def command(model: str, method: str, config: str | None, quiet: bool, as_json: b
     tent      --target-images T [--steps --lr]           (no labels)
     histmatch --images S --target-images T             (weights unchanged; predict applies the table)
     fewshot   --target-images T --target-masks L [--images S --masks M] [--unlabelled-value V]
-    camsim    --images S --masks M --target-images T     (source rendered as the target camera)
+    camsim    --images S --masks M --target-images T [--pseudo-steps N]  (source rendered as the target camera)
 
     The new model keeps MODEL's classes, bands, normalisation and resolution; its metadata records
     the method, its settings, the base model (name, sha256) and the figures before and after on

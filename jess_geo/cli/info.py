@@ -64,6 +64,9 @@ def adaptation_line(a: dict) -> str:
     camera = settings.get("camera")
     if isinstance(camera, dict):  # camsim: the measured target camera
         text += ", camera " + ", ".join(f"{k} {v}" for k, v in camera.items())
+    pseudo = settings.get("self_training")
+    if isinstance(pseudo, dict):  # camsim --pseudo-steps
+        text += ", self-training " + ", ".join(f"{k} {v}" for k, v in pseudo.items())
     before, after = a.get("before") or {}, a.get("after") or {}
     shared = [k for k in before if k in after and isinstance(before[k], (int, float))]
     return text + ("; target " + ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in shared) if shared else "")
