@@ -317,20 +317,24 @@ def apply_fewshot(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[s
 
 # Camera-simulation arms (method name -> adapt_camsim settings): the split's labelled training data
 # rendered with the target's colours, blur and noise; scored on the whole target like the cheap arms.
+# Session 9's arms (120 steps, the last weights) keep their settings; `adapt --method camsim`'s
+# defaults since session 10 are the arm camsim-swa-240.
+SESSION9 = {"steps": 120, "average": False}
 CAMSIM_ARMS: dict[str, dict[str, Any]] = {
-    "camsim": {},
-    "camsim-lr2e-4": {"lr": 2e-4},
-    "camsim-240": {"steps": 240},
-    "histmatch+camsim": {"from": "histmatch.pt"},  # target read through histmatch's table (run cheap first)
-    "histmatch+camsim-240": {"steps": 240, "from": "histmatch.pt"},
-    "camsim+pseudo-120": {"pseudo_steps": 120},  # then 120 self-training steps on the target (session 10)
-    "histmatch+camsim+pseudo-120": {"pseudo_steps": 120, "from": "histmatch.pt"},
-    "camsim-cos": {"schedule": "cosine"},  # the rate falling to 0 over the steps (session 10)
-    "camsim-cos-240": {"schedule": "cosine", "steps": 240},
-    "histmatch+camsim-cos-240": {"schedule": "cosine", "steps": 240, "from": "histmatch.pt"},
-    "camsim-swa": {"average": True},  # weights averaged over the second half of the steps (session 10)
-    "camsim-swa-240": {"average": True, "steps": 240},
-    "histmatch+camsim-swa-240": {"average": True, "steps": 240, "from": "histmatch.pt"},
+    "camsim": SESSION9,
+    "camsim-lr2e-4": {**SESSION9, "lr": 2e-4},
+    "camsim-240": {**SESSION9, "steps": 240},
+    "histmatch+camsim": {**SESSION9, "from": "histmatch.pt"},  # target read through histmatch's table (run cheap first)
+    "histmatch+camsim-240": {**SESSION9, "steps": 240, "from": "histmatch.pt"},
+    "camsim+pseudo-120": {**SESSION9, "pseudo_steps": 120},  # then 120 self-training steps on the target (session 10)
+    "histmatch+camsim+pseudo-120": {**SESSION9, "pseudo_steps": 120, "from": "histmatch.pt"},
+    "camsim-cos": {**SESSION9, "schedule": "cosine"},  # the rate falling to 0 over the steps (session 10)
+    "camsim-cos-240": {**SESSION9, "schedule": "cosine", "steps": 240},
+    "histmatch+camsim-cos-240": {**SESSION9, "schedule": "cosine", "steps": 240, "from": "histmatch.pt"},
+    "camsim-swa": {"steps": 120, "average": True},  # weights averaged over the second half of the steps (session 10)
+    "camsim-swa-240": {"steps": 240, "average": True},  # = adapt --method camsim's defaults
+    "histmatch+camsim-swa-240": {"steps": 240, "average": True, "from": "histmatch.pt"},
+    "camsim-swa-rerun": {"steps": 120, "average": True, "seed_offset": 100},  # other crops and noise: the run-to-run spread
 }
 
 
@@ -341,9 +345,10 @@ def apply_camsim(spec: dict[str, Any], f: dict[str, Path], out: Path) -> dict[st
     name = spec["method"]
     kw = dict(CAMSIM_ARMS[name])
     start = out / kw.pop("from") if "from" in kw else Path(spec["baseline"])
+    seed = spec["seed"] + kw.pop("seed_offset", 0)
     t = time.perf_counter()
     res = adapt_camsim(start, f["train"] / "images", f["train"] / "masks", f["target"] / "images", out / f"{name}.pt",
-                       seed=spec["seed"], overwrite=True, **kw)
+                       seed=seed, overwrite=True, **kw)
     arm = {"adapt_s": time.perf_counter() - t, "camera": res["settings"]["camera"],
            **_scored(out / f"{name}.pt", f["target"] / "images", f["target"] / "masks")}
     return {"arms": {name: arm}}

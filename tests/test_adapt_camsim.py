@@ -94,6 +94,7 @@ def test_camsim_records_the_measured_camera_and_fine_tunes_the_network(target: d
     assert camera["blur_sigma_px"] >= 0.4  # the photo was blurred by 2 px at native resolution
     assert camera["noise_std"] > 0
     assert summary["settings"]["source_images"] == ["plot_a.tif", "plot_b.tif", "plot_c.tif"]
+    assert summary["settings"]["weights"] == "mean over the second half of the steps"  # the default
     meta = read_metadata(out / "model.pt")
     assert meta["adaptation"]["method"] == "camsim" and "colour_alignment" not in meta  # predict reads the target as it is
     before, after = load_model_file(DEMO).model.state_dict(), load_model_file(out / "model.pt").model.state_dict()

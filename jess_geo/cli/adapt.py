@@ -20,7 +20,7 @@ from jess_geo.cli.train import notice, report, training_options
                    "fine-tune on a few labelled target images (--target-masks); camsim: fine-tune on the labelled source "
                    "images rendered with the target camera's colours, blur and noise (measured on --target-images).")
 @training_options
-@click.option("--steps", type=int, help="tent, fewshot, camsim: optimisation steps (defaults 20, 40 and 120).")
+@click.option("--steps", type=int, help="tent, fewshot, camsim: optimisation steps (defaults 20, 40 and 240).")
 @click.option("--samples", type=int, help="adabn, tent, fewshot, camsim: target crops the saved BatchNorm statistics are averaged over (default 64).")
 @click.option("--unlabelled-value", "unlabelled_value", type=int,
               help="fewshot: mask value meaning 'not labelled' (255 always is; pixels outside polygons too).")
