@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 METHODS = ("jess", "adabn", "tent", "histmatch", "fewshot", "camsim")
-# The default of `jess-geo adapt --method`: the method that measured best in benchmarks/adapt_toolbox.py
-# (positive on both shifts, no source data, no training; JESS fine-tuning did not help there).
+# The default of `jess-geo adapt --method`: the best method in benchmarks/adapt_toolbox.py that needs
+# only the model file and the new images (positive on both shifts, no training). camsim gained more
+# on both shifts but needs the labelled source data, which a user given only a model lacks.
 DEFAULT_METHOD = "adabn"
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "adapt"]

@@ -47,9 +47,10 @@ def command(model: str, method: str, config: str | None, quiet: bool, as_json: b
     The new model keeps MODEL's classes, bands, normalisation and resolution; its metadata records
     the method, its settings, the base model (name, sha256) and the figures before and after on
     the target (mean entropy and free energy; accuracy and mIoU where --target-masks are given);
-    `jess-geo info` shows them. The default, adabn, measured best across a camera and a season
-    shift (benchmarks/results/adapt_toolbox.md); `jess-geo check MODEL SCENES` says whether a
-    scene needs adapting at all.
+    `jess-geo info` shows them. The default, adabn, needs nothing but the new images and helped on
+    a camera and a season shift; camsim, which also needs the labelled source data, gained most
+    on both (benchmarks/results/adapt_toolbox_recipe.md). `jess-geo check MODEL SCENES` says
+    whether a scene looks like a new camera.
     """
     from jess_geo.adaptation.run import run_method
 
