@@ -126,6 +126,10 @@ def test_a_blurred_target_measures_a_larger_blur(target: dict[str, Path], tmp_pa
      "no 128 x 128 window"),
     ("flag of another method", ["--images", "{sample}/train/images", "--masks", "{sample}/train/masks",
                                 "--target-images", "{soft}", "--source-share", "0.5"], "does not take --source-share"),
+    ("negative pseudo steps", ["--images", "{sample}/train/images", "--masks", "{sample}/train/masks",
+                               "--target-images", "{soft}", "--pseudo-steps", "-1"], "give steps >= 0"),
+    ("pseudo keep above 1", ["--images", "{sample}/train/images", "--masks", "{sample}/train/masks",
+                             "--target-images", "{soft}", "--pseudo-steps", "2", "--pseudo-keep", "1.5"], "keep share in (0, 1]"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(case: str, args: list[str], words: str, target: dict[str, Path],
                                                   run_cli: Callable, assert_cli_error: Callable) -> None:

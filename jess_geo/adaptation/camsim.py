@@ -89,7 +89,7 @@ def adapt_camsim(
     t0 = time.perf_counter()
     check_positive(steps=steps, lr=lr, crop_size=crop_size, batch_size=batch_size, samples=samples)
     if schedule not in SCHEDULES:
-        raise InputError(f"--schedule {schedule!r} is not known; choose one of {', '.join(SCHEDULES)}.")
+        raise InputError(f"The learning-rate schedule {schedule!r} is not known; choose one of {', '.join(SCHEDULES)}.")
     if pseudo_steps < 0 or not 0 < pseudo_keep <= 1:
         raise InputError(f"--pseudo-steps {pseudo_steps} / --pseudo-keep {pseudo_keep}: give steps >= 0 and a keep share in (0, 1].")
     model_path, out, base = start(model, output, overwrite)
