@@ -2,7 +2,9 @@
 
 Every contender runs in its own interpreter (torch eager channels-last, onnxruntime fp32,
 openvino fp32, both again with one concurrent run per core (``streams``), onnxruntime int8,
-openvino int8) and so does a timed large sgemm (the machine's
+openvino int8, and both fp32 runtimes on the graph as exported before session 11 (``-sizes``: each
+decoder upsampling to a size computed from shapes instead of by constant scales,
+``jess_geo.export.onnx_graph``)) and so does a timed large sgemm (the machine's
 peak, float32, in the same run); rounds alternate the order; medians are printed. Model FLOPs
 per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
 
@@ -29,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TILE, BATCH = 512, 4
 CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
-CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8"]
+CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8",
+              "onnxruntime-sizes", "openvino-sizes"]
 
 
 def _time(fn, calls: int) -> float:
@@ -66,7 +69,8 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
 
     runtime, _, variant = contender.partition("-")
     streams = len(os.sched_getaffinity(0)) if variant == "streams" else None  # one concurrent run per core
-    rt = open_onnx_runtime(int8 if variant == "int8" else fp32, runtime, "cpu", streams=streams)
+    path = {"int8": int8, "sizes": fp32.with_name("m512_sizes.onnx")}.get(variant, fp32)
+    rt = open_onnx_runtime(path, runtime, "cpu", streams=streams)
     return {"seconds": _time(lambda: rt.logits(x), calls), "threads": rt.threads}
 
 
@@ -116,6 +120,11 @@ def prepare(model: Path, folder: Path) -> tuple[Path, Path | None]:
 
     fp32, int8 = folder / "m512.onnx", folder / "m512_int8.onnx"
     export_model(model, fp32, tile_size=TILE)
+    from jess_geo.export.onnx_export import graph_bytes
+    from jess_geo.models.modelfile import load_model_file
+
+    net = load_model_file(model).model.eval()  # the same graph without constant upsampling scales
+    (folder / "m512_sizes.onnx").write_bytes(graph_bytes(net, 3, TILE, constant_scales=False))
     from jess_geo.export.quantize import QuantizationError
 
     calib = next((c for c in CALIBRATION if c.is_dir()), None)
@@ -198,6 +207,7 @@ def main() -> None:
         base = base or s
         print(f"{c:<18} {results[c][0]['threads']:7d} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
     print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
+    print("-sizes rows: the fp32 graph as exported before constant upsampling scales (jess_geo.export.onnx_graph).")
     print("-streams rows: the batch split into one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32.")
 
 

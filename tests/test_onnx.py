@@ -260,6 +260,44 @@ def test_export_refuses_an_onnx_source_and_a_wrong_suffix(exported: Path, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_upsamples_by_constant_factors_in_the_blocked_layout(exported: Path, tmp_path: Path) -> None:
+    """Every decoder upsampling is a Resize by constant x2 scales (no shape arithmetic left), so ONNX
+    Runtime runs it as its blocked-layout Upsample instead of leaving that layout around each one."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from jess_geo.inference.onnx_runtime import logits_graph
+
+    proto = onnx.load(str(exported))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    resizes = [n for n in proto.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 5  # one per decoder block of the demo U-Net
+    assert all(len(n.input) == 3 and inits[n.input[2]].tolist() == [1, 1, 2, 2] for n in resizes)
+    assert not [n for n in proto.graph.node if n.op_type in ("Shape", "Gather")]
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    opts.log_severity_level = 3
+    ort.InferenceSession(logits_graph(exported).model, opts, providers=["CPUExecutionProvider"])
+    ops = [(n.domain, n.op_type) for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    if ("com.microsoft.nchwc", "Conv") not in ops:
+        pytest.skip("ONNX Runtime does not use its blocked layout on this CPU")
+    assert ops.count(("com.microsoft.nchwc", "Upsample")) == 5 and ("", "Resize") not in ops
+
+
+def test_upsampling_factors_are_whole_and_keep_the_bands() -> None:
+    from jess_geo.export.onnx_graph import upsampling_factors
+
+    shapes = {"a": [1, 16, 64, 32], "b": [1, 16, 128, 64], "c": [1, 16, 96, 48], "d": [1, 8, 128, 64], "e": [1, 16, None, 64]}
+    assert upsampling_factors(shapes, "a", "b") == (2, 2)
+    assert upsampling_factors(shapes, "a", "c") is None  # x1.5
+    assert upsampling_factors(shapes, "a", "d") is None  # bands change
+    assert upsampling_factors(shapes, "a", "e") is None  # size unknown
+    assert upsampling_factors(shapes, "a", "missing") is None
+
+
 def test_metadata_keys_agree_with_the_model_file() -> None:
     from jess_geo.export.onnx_meta import REQUIRED_KEYS
     from jess_geo.models import modelfile

@@ -13,6 +13,8 @@ The graph
   tile size from the input shape and needs it fixed and square; fixed shapes also let ONNX Runtime
   and OpenVINO plan memory once. Tiles smaller than that (scenes smaller than a tile) are padded
   by the runtime. ``--dynamic`` exports any multiple of 32 instead (not loadable in Deepness).
+- Upsampling by constant factors (:mod:`jess_geo.export.onnx_graph`), so ONNX Runtime keeps the
+  decoder in its blocked layout.
 - Exported with torch's TorchScript-based exporter at opset 17 by default: one file (no external
   weights), loadable by ONNX Runtime 1.12 and later (Deepness users often have an older one).
 
@@ -35,6 +37,7 @@ import torch
 
 from jess_geo.errors import InputError, JessGeoError
 from jess_geo.export.extras import require
+from jess_geo.export.onnx_graph import constant_upsampling
 from jess_geo.export.onnx_meta import onnx_properties
 from jess_geo.inference.onnx_runtime import OnnxRuntime, logits_graph
 from jess_geo.io.atomic import atomic_output, check_output
@@ -74,8 +77,12 @@ class _Probabilities(torch.nn.Module):
         return torch.softmax(self.net(x), dim=1)
 
 
-def graph_bytes(net: torch.nn.Module, bands: int, tile: int, opset: int = DEFAULT_OPSET, dynamic: bool = False) -> bytes:
-    """The ONNX graph of ``net`` (in eval mode, float32) with a softmax output, as bytes."""
+def graph_bytes(net: torch.nn.Module, bands: int, tile: int, opset: int = DEFAULT_OPSET, dynamic: bool = False,
+                constant_scales: bool = True) -> bytes:
+    """The ONNX graph of ``net`` (in eval mode, float32) with a softmax output, as bytes.
+
+    ``constant_scales=False`` keeps the exporter's upsampling to computed sizes (for comparison).
+    """
     example = torch.zeros(1, bands, tile, tile)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
     wrapped = _Probabilities(net.float().eval()).eval()  # the exporter restores this mode on ``net`` afterwards
@@ -88,7 +95,8 @@ def graph_bytes(net: torch.nn.Module, bands: int, tile: int, opset: int = DEFAUL
             dynamic_axes={"input": dict(axes), "probabilities": dict(axes)},
             do_constant_folding=True, dynamo=False,
         )
-    return _named_output_shape(buf.getvalue(), None if dynamic else tile)
+    model = constant_upsampling(buf.getvalue(), tile)[0] if constant_scales else buf.getvalue()
+    return _named_output_shape(model, None if dynamic else tile)
 
 
 def _named_output_shape(model: bytes, tile: int | None) -> bytes:
