@@ -20,6 +20,12 @@ for training are recorded. Models are kept in ``--models/<arm>/seed<k>/model.pt`
     nice -n 10 .venv/bin/python benchmarks/rare_classes.py [--arms ce wce ...] [--seeds 0 1 2]
         [--epochs 8] [--samples-per-epoch 64] [--parallel 2] [--models /work/bench_models/rare]
     .venv/bin/python benchmarks/rare_classes.py --report   # tables from the runs done so far
+
+``--recipe configs/cpu_biocrust.yaml`` trains every arm at a shipped recipe's budget instead (its
+data, model, optimiser and epochs; the arm's loss and crop sampling on top of plain ``ce`` with no
+rare-class crops, so ``ce`` is the recipe as it was before the rare-class options and
+``wce+balance`` is the recipe as shipped); use its own ``--models`` and ``--name``. ``--tta d4``
+also scores each model with that test-time augmentation (recorded beside the plain scores).
 """
 
 from __future__ import annotations
@@ -88,7 +94,12 @@ def child(spec_path: Path) -> None:
     train_cpu, train_s = time.process_time() - c0, time.perf_counter() - t0
     held = Path(spec["heldout"])
     ev = evaluate_model(res["model"], held / "images", held / "masks", device="cpu")
-    result = {
+    extra = {}
+    if spec.get("tta", "none") != "none":
+        t = evaluate_model(res["model"], held / "images", held / "masks", device="cpu", tta=spec["tta"])
+        extra = {"tta": spec["tta"], "tta_accuracy": t["accuracy"], "tta_miou": t["miou"],
+                 "tta_per_class_iou": {k: v.get("iou") for k, v in t["per_class"].items()}}
+    result = {**extra,
         "arm": spec["arm"], "seed": spec["seed"], "train_cpu_s": train_cpu, "train_s": train_s,
         "best_epoch": res.get("best_epoch"), "accuracy": ev["accuracy"], "miou": ev["miou"],
         "per_class_iou": {k: v.get("iou") for k, v in ev["per_class"].items()},
@@ -98,7 +109,17 @@ def child(spec_path: Path) -> None:
 
 
 def run_config(arm: str, seed: int, folders: dict[str, Path], out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The flat training config of one (arm, seed): the common budget plus the arm's settings."""
+    """The flat training config of one (arm, seed): the common budget (or ``--recipe``) plus the arm's settings."""
+    if args.recipe:
+        from jess_geo.training.config import flatten, read_config_file
+
+        recipe = flatten(read_config_file(args.recipe))
+        recipe.pop("val_fraction", None)  # the split's validation photo instead
+        return {**recipe, "loss": "ce", "balance": 0.0,
+                "images": str(folders["train"] / "images"), "masks": str(folders["train"] / "masks"),
+                "val_images": str(folders["val"] / "images"), "val_masks": str(folders["val"] / "masks"),
+                "classes": str(DATA / "classes.json"), "output_dir": str(out), "seed": seed,
+                "accelerator": "cpu", **ARMS[arm]}
     return {
         "images": str(folders["train"] / "images"), "masks": str(folders["train"] / "masks"),
         "val_images": str(folders["val"] / "images"), "val_masks": str(folders["val"] / "masks"),
@@ -136,7 +157,7 @@ def run_all(args: argparse.Namespace) -> None:
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         pending.append({"arm": arm, "seed": seed, "config": run_config(arm, seed, folders, out, args),
-                        "heldout": str(folders["heldout"]), "result": str(work / f"{arm}_s{seed}.json")})
+                        "heldout": str(folders["heldout"]), "tta": args.tta, "result": str(work / f"{arm}_s{seed}.json")})
     print(f"{len(pending)} runs, {args.parallel} at a time; models in {models}", flush=True)
     left = Counter(spec["arm"] for spec in pending)
     finished = run_queue(pending, lambda spec, sp: niced(sys.executable, __file__, "--child", str(sp)),
@@ -203,10 +224,26 @@ def tables(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         per = {k: ", ".join(f"{v:+.1f}" for v in d[k]) for k in d}
         lines.append(f"| {a} | {per['oa']} | {per['miou']} | {per['rare']} | {statistics.fmean(d['oa']):+.1f} | "
                      f"{statistics.fmean(d['miou']):+.1f} | {statistics.fmean(d['rare']):+.1f} |")
+    with_tta = [a for a in arms if all(r.get("tta_miou") is not None for r in results if r["arm"] == a)]
+    if with_tta:
+        lines += ["", f"The same models with test-time augmentation (predict --tta {results[0].get('tta', 'd4')}; mean over seeds):", "",
+                  "| arm | OA % | mIoU % | rare IoU % | " + " | ".join(f"{c} IoU %" for c in RARE) + " |", "|" + "---|" * (4 + len(RARE))]
+        for a in with_tta:
+            rs = [r for r in results if r["arm"] == a]
+            tta = [{"per_class_iou": r["tta_per_class_iou"]} for r in rs]
+            cells = []
+            for c in RARE:
+                v = [t["per_class_iou"].get(c) for t in tta if t["per_class_iou"].get(c) is not None]
+                cells.append(f"{100 * statistics.fmean(v):.1f}" if v else "-")
+            lines.append(f"| {a} | {_ms([r['tta_accuracy'] for r in rs])} | {_ms([r['tta_miou'] for r in rs])} | "
+                         f"{_ms([rare_iou(t) for t in tta])} | " + " | ".join(cells) + " |")
     rows = [{"arm": r["arm"], "seed": r["seed"], "accuracy": r["accuracy"], "miou": r["miou"], "rare_iou": rare_iou(r),
              "train_cpu_s": round(r["train_cpu_s"], 1), "best_epoch": r["best_epoch"],
              **{f"miou_{p.split('.')[0]}": r["images"][p]["miou"] for p in photos},
-             **{f"iou_{c}": r["per_class_iou"][c] for c in classes}} for r in results]
+             **{f"iou_{c}": r["per_class_iou"][c] for c in classes},
+             **({"tta": r["tta"], "tta_accuracy": r["tta_accuracy"], "tta_miou": r["tta_miou"],
+                 **{f"tta_iou_{c}": r["tta_per_class_iou"][c] for c in classes}} if r.get("tta_miou") is not None else {})}
+            for r in results]
     return "\n".join(lines), rows
 
 
@@ -219,16 +256,19 @@ def csv_results(path: Path) -> list[dict[str, Any]]:
             out.append({"arm": row["arm"], "seed": int(row["seed"]), "accuracy": float(row["accuracy"]), "miou": float(row["miou"]),
                         "train_cpu_s": float(row["train_cpu_s"]), "best_epoch": int(row["best_epoch"]) if row["best_epoch"] else None,
                         "images": {f"{k[5:]}.png": {"miou": float(v)} for k, v in row.items() if k.startswith("miou_")},
-                        "per_class_iou": {k[4:]: num(v) for k, v in row.items() if k.startswith("iou_")}, "from_csv": True})
+                        "per_class_iou": {k[4:]: num(v) for k, v in row.items() if k.startswith("iou_")}, "from_csv": True,
+                        **({"tta": row["tta"], "tta_accuracy": float(row["tta_accuracy"]), "tta_miou": float(row["tta_miou"]),
+                            "tta_per_class_iou": {k[8:]: num(v) for k, v in row.items() if k.startswith("tta_iou_")}}
+                           if row.get("tta_miou") else {})})
     return out
 
 
 def report(args: argparse.Namespace) -> None:
     work = Path(args.models) / "work"
     results = [json.loads(p.read_text()) for p in sorted(work.glob("*_s[0-9]*.json")) if not p.name.endswith(".spec.json")]
-    if args.keep and (RESULTS / "rare_classes.csv").exists():  # runs of earlier sessions not run again here
+    if args.keep and (RESULTS / f"{args.name}.csv").exists():  # runs of earlier sessions not run again here
         have = {(r["arm"], r["seed"]) for r in results}
-        results += [r for r in csv_results(RESULTS / "rare_classes.csv") if (r["arm"], r["seed"]) not in have]
+        results += [r for r in csv_results(RESULTS / f"{args.name}.csv") if (r["arm"], r["seed"]) not in have]
     results.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
     text, rows = tables(results)
     specs = [json.loads(p.read_text()) for p in sorted(work.glob("*.spec.json"))]
@@ -237,17 +277,17 @@ def report(args: argparse.Namespace) -> None:
         steps = c["epochs"] * (c["samples_per_epoch"] // c["batch_size"])
         runs = ", ".join(f"{r['arm']}:{r['seed']}" for r in results)
         text = (f"Budget per run: {c['epochs']} epochs x {c['samples_per_epoch'] // c['batch_size']} steps = {steps} steps, "
-                f"batch {c['batch_size']}, crop {c['crop_size']}, photo_scale {c['photo_scale']}, lr 1e-3 (AdamW, cosine), "
+                f"batch {c['batch_size']}, crop {c['crop_size']}, photo_scale {c['photo_scale']}, lr {c.get('lr', 1e-3):g} (AdamW, cosine), "
                 f"EfficientNet-Lite0 ImageNet unless the arm says; 1 torch thread, nice 10, 2 runs at a time.\n"
                 f"Runs done (arm:seed): {runs}.\n\n" + text)
     print(text)
     if args.write and rows:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS / "rare_classes.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        with open(RESULTS / f"{args.name}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
             w.writeheader()
             w.writerows(rows)
-        (RESULTS / "rare_classes.md").write_text(text + "\n")
+        (RESULTS / f"{args.name}.md").write_text(text + "\n")
 
 
 def main() -> None:
@@ -263,6 +303,9 @@ def main() -> None:
     ap.add_argument("--samples-per-epoch", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--models", default="/work/bench_models/rare")
+    ap.add_argument("--recipe", type=Path, default=None, help="Train at a shipped recipe's budget (e.g. configs/cpu_biocrust.yaml).")
+    ap.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help="Also score each model with this TTA.")
+    ap.add_argument("--name", default="rare_classes", help="With --report --write: benchmarks/results/NAME.md/.csv.")
     args = ap.parse_args()
     if args.child:
         child(args.child)
