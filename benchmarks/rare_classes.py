@@ -60,6 +60,10 @@ ARMS: dict[str, dict[str, Any]] = {
     "wce-clip30+balance": {"loss": "wce", "weight_clip": 30.0, "balance": 0.5},
     "lovasz+balance": {"loss": "ce+lovasz", "balance": 0.5},
     "wce-clip30+balance-0.8": {"loss": "wce", "weight_clip": 30.0, "balance": 0.8},
+    # the same arm with the two held-out photos' roles swapped: the untransformed held-apart photo
+    # picks the checkpoint, so the split's validation photo is scored without having picked it
+    "wce+balance@val2": {"loss": "wce", "balance": 0.5, "validate_on": "val2"},
+    "ce@val2": {"validate_on": "val2"},
     "lite1": {"encoder": "timm-tf_efficientnet_lite1"},
     "lite2": {"encoder": "timm-tf_efficientnet_lite2"},
 }
@@ -68,7 +72,7 @@ ARMS: dict[str, dict[str, Any]] = {
 def prepare(work: Path) -> dict[str, Path]:
     """train / val / heldout (every held-out source photo) folders of symlinks (kept if already there)."""
     parts = SPLITS["camera"]
-    folders = {"train": parts["train"], "val": parts["val"], "heldout": parts["val"] + parts["target"]}
+    folders = {"train": parts["train"], "val": parts["val"], "val2": parts["target"], "heldout": parts["val"] + parts["target"]}
     out = {}
     for name, stems in folders.items():
         d = work / name
@@ -110,6 +114,8 @@ def child(spec_path: Path) -> None:
 
 def run_config(arm: str, seed: int, folders: dict[str, Path], out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The flat training config of one (arm, seed): the common budget (or ``--recipe``) plus the arm's settings."""
+    settings = dict(ARMS[arm])
+    val = folders[settings.pop("validate_on", "val")]
     if args.recipe:
         from jess_geo.training.config import flatten, read_config_file
 
@@ -117,16 +123,16 @@ def run_config(arm: str, seed: int, folders: dict[str, Path], out: Path, args: a
         recipe.pop("val_fraction", None)  # the split's validation photo instead
         return {**recipe, "loss": "ce", "balance": 0.0,
                 "images": str(folders["train"] / "images"), "masks": str(folders["train"] / "masks"),
-                "val_images": str(folders["val"] / "images"), "val_masks": str(folders["val"] / "masks"),
+                "val_images": str(val / "images"), "val_masks": str(val / "masks"),
                 "classes": str(DATA / "classes.json"), "output_dir": str(out), "seed": seed,
-                "accelerator": "cpu", **ARMS[arm]}
+                "accelerator": "cpu", **settings}
     return {
         "images": str(folders["train"] / "images"), "masks": str(folders["train"] / "masks"),
-        "val_images": str(folders["val"] / "images"), "val_masks": str(folders["val"] / "masks"),
+        "val_images": str(val / "images"), "val_masks": str(val / "masks"),
         "classes": str(DATA / "classes.json"), "output_dir": str(out), "seed": seed,
         "photo_scale": 0.5, "crop_size": 256, "batch_size": 8, "val_crop": 512,
         "epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "warmup_epochs": 1,
-        "accelerator": "cpu", **ARMS[arm],
+        "accelerator": "cpu", **settings,
     }
 
 
@@ -175,6 +181,37 @@ def run_all(args: argparse.Namespace) -> None:
             _mark_ready(models, work, spec["arm"])
 
 
+def rescore(args: argparse.Namespace) -> None:
+    """Per-class IoU on each held-out photo alone, for every finished run (added to its result file)."""
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    from jess_geo.training.evaluate import evaluate_model
+
+    work = Path(args.models) / "work"
+    held = work / "heldout"
+    for path in sorted(work.glob("*_s[0-9]*.json")):
+        if path.name.endswith(".spec.json"):
+            continue
+        r = json.loads(path.read_text())
+        if "photo_class_iou" in r:
+            continue
+        r["photo_class_iou"] = {}
+        for image in sorted((held / "images").iterdir()):
+            mask = next((held / "masks").glob(image.stem + ".*"))
+            with tempfile.TemporaryDirectory() as tmp:
+                for sub, src in (("images", image), ("masks", mask)):
+                    (Path(tmp) / sub).mkdir()
+                    (Path(tmp) / sub / src.name).symlink_to(src.resolve())
+                ev = evaluate_model(r["model"], Path(tmp) / "images", Path(tmp) / "masks", device="cpu")
+            r["photo_class_iou"][image.name] = {k: v.get("iou") for k, v in ev["per_class"].items()}
+        path.write_text(json.dumps(r))
+        print(f"  {r['arm']} seed {r['seed']}: " + "; ".join(
+            f"{p.split('.')[0]} " + ", ".join(f"{c} {100 * (v[c] or 0):.1f}" for c in RARE) for p, v in r["photo_class_iou"].items()), flush=True)
+
+
 def rare_iou(r: dict[str, Any]) -> float:
     """Mean IoU of the rare classes present in the held-out truth (IoU None = absent)."""
     vals = [r["per_class_iou"].get(c) for c in RARE]
@@ -211,19 +248,33 @@ def tables(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
             v = [r["per_class_iou"][c] for r in rs if r["per_class_iou"][c] is not None]
             cells.append(f"{100 * statistics.fmean(v):.1f}" if v else "-")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired differences with ce, same seed (points; per seed, then mean):", "",
+    lines += ["", "Paired differences with ce (ce@val2 for the @val2 arms), same seed (points; per seed, then mean):", "",
               "| arm | ΔOA per seed | ΔmIoU per seed | Δrare per seed | mean ΔOA | mean ΔmIoU | mean Δrare |", "|---|---|---|---|---|---|---|"]
     for a in arms:
-        if a == "ce":
+        base = "ce@val2" if a.endswith("@val2") else "ce"  # the same checkpoint-picking photo
+        if a == base:
             continue
-        seeds = sorted(s for (arm, s) in by if arm == a and ("ce", s) in by)
+        seeds = sorted(s for (arm, s) in by if arm == a and (base, s) in by)
         if not seeds:
             continue
-        d = {k: [100 * (f(by[(a, s)]) - f(by[("ce", s)])) for s in seeds]
+        d = {k: [100 * (f(by[(a, s)]) - f(by[(base, s)])) for s in seeds]
              for k, f in (("oa", lambda r: r["accuracy"]), ("miou", lambda r: r["miou"]), ("rare", rare_iou))}
         per = {k: ", ".join(f"{v:+.1f}" for v in d[k]) for k in d}
         lines.append(f"| {a} | {per['oa']} | {per['miou']} | {per['rare']} | {statistics.fmean(d['oa']):+.1f} | "
                      f"{statistics.fmean(d['miou']):+.1f} | {statistics.fmean(d['rare']):+.1f} |")
+    with_photo = [a for a in arms if all("photo_class_iou" in r for r in results if r["arm"] == a)]
+    if with_photo:
+        lines += ["", "Rare-class IoU % on each held-out photo alone (mean over seeds; neither photo is trained on; "
+                  "stop_5_attempt_2_spring_2012 also picks the checkpoint, except in the @val2 arms, where stop_2_repaired_a does):", "",
+                  "| arm | photo | " + " | ".join(RARE) + " |", "|" + "---|" * (2 + len(RARE))]
+        for a in with_photo:
+            rs = [r for r in results if r["arm"] == a]
+            for photo in photos:
+                cells = []
+                for c in RARE:
+                    v = [r["photo_class_iou"][photo].get(c) for r in rs if r["photo_class_iou"].get(photo, {}).get(c) is not None]
+                    cells.append(f"{100 * statistics.fmean(v):.1f}" if v else "-")
+                lines.append(f"| {a} | {photo.split('.')[0]} | " + " | ".join(cells) + " |")
     with_tta = [a for a in arms if all(r.get("tta_miou") is not None for r in results if r["arm"] == a)]
     if with_tta:
         lines += ["", f"The same models with test-time augmentation (predict --tta {results[0].get('tta', 'd4')}; mean over seeds):", "",
@@ -241,6 +292,7 @@ def tables(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
              "train_cpu_s": round(r["train_cpu_s"], 1), "best_epoch": r["best_epoch"],
              **{f"miou_{p.split('.')[0]}": r["images"][p]["miou"] for p in photos},
              **{f"iou_{c}": r["per_class_iou"][c] for c in classes},
+             **{f"photo_iou_{p.split('.')[0]}_{c}": r["photo_class_iou"][p][c] for p in r.get("photo_class_iou", {}) for c in classes},
              **({"tta": r["tta"], "tta_accuracy": r["tta_accuracy"], "tta_miou": r["tta_miou"],
                  **{f"tta_iou_{c}": r["tta_per_class_iou"][c] for c in classes}} if r.get("tta_miou") is not None else {})}
             for r in results]
@@ -305,10 +357,13 @@ def main() -> None:
     ap.add_argument("--models", default="/work/bench_models/rare")
     ap.add_argument("--recipe", type=Path, default=None, help="Train at a shipped recipe's budget (e.g. configs/cpu_biocrust.yaml).")
     ap.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help="Also score each model with this TTA.")
+    ap.add_argument("--rescore", action="store_true", help="Per-class IoU on each held-out photo alone, for the finished runs.")
     ap.add_argument("--name", default="rare_classes", help="With --report --write: benchmarks/results/NAME.md/.csv.")
     args = ap.parse_args()
     if args.child:
         child(args.child)
+    elif args.rescore:
+        rescore(args)
     elif args.report:
         report(args)
     else:
