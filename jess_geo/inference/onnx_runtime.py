@@ -44,8 +44,9 @@ DEFAULT_STREAMS = 1
 (ONNX Runtime: N concurrent ``run`` calls on sessions of threads / N intra-op threads; OpenVINO:
 the throughput hint with N streams). In a trial on the shared 2-core machine (load ~16) two
 streams ran a 4 x 512² batch 1.44x (ONNX Runtime) and 1.18x (OpenVINO) faster than one, but
-a batch of one tile then runs on threads / N cores: the default stays 1 until a quiet-machine
-run (``benchmarks/runtime_settings.py``, ``benchmarks/runtime_throughput.py``) decides."""
+a batch of one tile then runs on threads / N cores. Two quiet-machine runs of
+``benchmarks/runtime_throughput.py`` (results/issue13_s11.txt) gave two streams 1.00x and 1.09x
+with ONNX Runtime and 0.96x and 0.90x with OpenVINO, so the default stays 1."""
 
 
 @dataclass(frozen=True)
