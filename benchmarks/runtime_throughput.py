@@ -4,7 +4,9 @@ Every contender runs in its own interpreter (torch eager channels-last, onnxrunt
 openvino fp32, both again with one concurrent run per core (``streams``), onnxruntime int8,
 openvino int8, and both fp32 runtimes on the graph as exported before session 11 (``-sizes``: each
 decoder upsampling to a size computed from shapes instead of by constant scales,
-``jess_geo.export.onnx_graph``)) and so does a timed large sgemm (the machine's
+``jess_geo.export.onnx_graph``), and the exported file whole as QGIS Deepness runs it, with its
+softmax as exported now and as one ``Softmax`` node before session 12 (``file``, ``file-softmax``))
+and so does a timed large sgemm (the machine's
 peak, float32, in the same run); rounds alternate the order; medians are printed. Model FLOPs
 per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
 
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE, BATCH = 512, 4
 CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
 CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8",
-              "onnxruntime-sizes", "openvino-sizes"]
+              "onnxruntime-sizes", "openvino-sizes", "file", "file-softmax"]
 
 
 def _time(fn, calls: int) -> float:
@@ -65,6 +67,8 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
                 net(fast_input(xt, dev)).numpy()
 
         return {"seconds": _time(run, calls), "threads": torch.get_num_threads()}
+    if contender.startswith("file"):
+        return _whole_file(fp32.with_name("m512_softmax.onnx") if contender == "file-softmax" else fp32, x, calls)
     from jess_geo.inference.onnx_runtime import open_onnx_runtime
 
     runtime, _, variant = contender.partition("-")
@@ -72,6 +76,30 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
     path = {"int8": int8, "sizes": fp32.with_name("m512_sizes.onnx")}.get(variant, fp32)
     rt = open_onnx_runtime(path, runtime, "cpu", streams=streams)
     return {"seconds": _time(lambda: rt.logits(x), calls), "threads": rt.threads}
+
+
+def _whole_file(path: Path, x: np.ndarray, calls: int) -> dict:
+    """The exported file as another ONNX client runs it (QGIS Deepness): probabilities out, one plain session."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return {"seconds": _time(lambda: session.run(None, {"input": x}), calls), "threads": opts.intra_op_num_threads}
+
+
+def one_softmax_node(fp32: Path, out: Path) -> None:
+    """``fp32`` with its five-node softmax replaced by one ``Softmax`` node (the graph as exported before)."""
+    import onnx
+
+    from jess_geo.export.onnx_graph import LOGITS, after
+
+    proto = onnx.load(str(fp32))
+    dropped = set(after(proto, LOGITS))
+    kept = [n for n in proto.graph.node if n.name not in dropped]
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept + [onnx.helper.make_node("Softmax", [LOGITS], [proto.graph.output[0].name], axis=1)])
+    onnx.save(proto, str(out))
 
 
 def cpu_name() -> str:
@@ -125,6 +153,7 @@ def prepare(model: Path, folder: Path) -> tuple[Path, Path | None]:
 
     net = load_model_file(model).model.eval()  # the same graph without constant upsampling scales
     (folder / "m512_sizes.onnx").write_bytes(graph_bytes(net, 3, TILE, constant_scales=False))
+    one_softmax_node(fp32, folder / "m512_softmax.onnx")
     from jess_geo.export.quantize import QuantizationError
 
     calib = next((c for c in CALIBRATION if c.is_dir()), None)
@@ -209,6 +238,8 @@ def main() -> None:
     print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
     print("-sizes rows: the fp32 graph as exported before constant upsampling scales (jess_geo.export.onnx_graph).")
     print("-streams rows: the batch split into one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32.")
+    print("file rows: the exported fp32 file whole (probabilities out) in a plain ONNX Runtime session, as QGIS Deepness "
+          "runs it; file-softmax: the same with the softmax as one Softmax node (the export before this change).")
 
 
 if __name__ == "__main__":

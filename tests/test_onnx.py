@@ -306,7 +306,7 @@ def test_metadata_keys_agree_with_the_model_file() -> None:
 
 
 def test_graph_edit_without_the_onnx_package_matches_onnx(exported: Path) -> None:
-    """The wire-level reader gives the props onnx reads, and a graph onnx accepts: Softmax cut, size opened."""
+    """The wire-level reader gives the props onnx reads, and a graph onnx accepts: softmax cut, size opened."""
     import onnx
 
     from jess_geo.export.onnx_meta import read_onnx_properties
@@ -317,14 +317,37 @@ def test_graph_edit_without_the_onnx_package_matches_onnx(exported: Path) -> Non
     graph = logits_graph(exported)
     edited = onnx.load_from_string(graph.model)
     onnx.checker.check_model(edited)
-    assert original.graph.node[-1].op_type == "Softmax"
-    assert [n.output for n in edited.graph.node] == [n.output for n in original.graph.node[:-1]]
-    assert [o.name for o in edited.graph.output] == [original.graph.node[-1].input[0]]
+    # the exported softmax: five nodes after the value named "logits", no Softmax node; the cut
+    # keeps every node up to the head's Conv, which makes "logits", and drops only the softmax's
+    head = [i for i, n in enumerate(original.graph.node) if "logits" in n.output]
+    assert len(head) == 1 and original.graph.node[head[0]].op_type == "Conv"
+    assert [n.output for n in edited.graph.node] == [n.output for n in original.graph.node[:head[0] + 1]]
+    dropped = sorted(n.op_type for n in original.graph.node[head[0] + 1:])
+    assert dropped == sorted(["Constant", "Div", "Exp", "ReduceMax", "ReduceSum", "Sub"])
+    assert edited.graph.node[-1].output == ["logits"] and [o.name for o in edited.graph.output] == ["logits"]
     assert [d.dim_param or d.dim_value for d in edited.graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, "height", "width"]
     assert [d.dim_param or d.dim_value for d in edited.graph.output[0].type.tensor_type.shape.dim] == ["batch", 4, "height", "width"]
     assert (graph.batch, graph.channels, graph.height, graph.width) == (None, 3, None, None)
-    assert len(edited.graph.initializer) == len(original.graph.initializer)
     assert edited.metadata_props == original.metadata_props
+
+
+def test_graph_ending_in_one_softmax_node_is_cut_there_too() -> None:
+    """Files exported before the five-node softmax end in one Softmax: its input is the logits."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from jess_geo.inference.onnx_runtime import logits_graph
+
+    w = onnx.numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["conv_out"], name="head"),
+             helper.make_node("Softmax", ["conv_out"], ["probabilities"], axis=1, name="softmax")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 4, 64, 64])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    edited = onnx.load_from_string(logits_graph(model.SerializeToString()).model)
+    onnx.checker.check_model(edited)
+    assert [n.name for n in edited.graph.node] == ["head"]
+    assert [o.name for o in edited.graph.output] == ["conv_out"]
 
 
 # A fresh interpreter runs `jess-geo predict` (polygons and cover table by default) with an .onnx

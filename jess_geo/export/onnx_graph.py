@@ -9,6 +9,10 @@ upsampling then reorders its input out of the blocked layout and the next convol
 are fixed by the encoder's strides (2 at every level for a size that is a multiple of the
 network's), so :func:`constant_upsampling` states them as constant ``scales``; the graph computes
 the same values and the export check compares it with PyTorch as before.
+
+The exported softmax (ReduceMax, Sub, Exp, ReduceSum, Div; see :mod:`jess_geo.export.onnx_export`)
+has its input renamed ``logits`` by :func:`name_softmax_input`, so a runtime finds the logits by
+name (:func:`jess_geo.inference.onnx_runtime.logits_graph`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from typing import Any
 import numpy as np
 
 from jess_geo.export.extras import require
+
+LOGITS = "logits"
+"""The name of the exported softmax's input (the network's logits)."""
 
 
 def _static_shapes(proto: Any, tile: int) -> dict[str, list[int | None]]:
@@ -92,3 +99,46 @@ def constant_upsampling(model: bytes, tile: int) -> tuple[bytes, int]:
     if done:
         _prune(proto.graph)
     return proto.SerializeToString(), done
+
+
+SOFTMAX_CHAIN = ("Div", "Exp", "Sub")
+"""The nodes from the graph's output back to the logits in the exported softmax ``e / sum(e)``,
+``e = exp(logits - max(logits))``: each one's first input is made by the next."""
+
+
+def name_softmax_input(model: bytes, name: str = LOGITS) -> bytes:
+    """``model`` with the input of its final softmax (``SOFTMAX_CHAIN``, or one ``Softmax``) renamed ``name``.
+
+    Raises:
+        ValueError: the graph's output is not made by such a softmax.
+    """
+    onnx = require("onnx")
+    proto = onnx.load_from_string(model)
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    value = proto.graph.output[0].name
+    node = producer.get(value)
+    chain = ("Softmax",) if node is not None and node.op_type == "Softmax" else SOFTMAX_CHAIN
+    for op in chain:
+        node = producer.get(value)
+        if node is None or node.op_type != op:
+            raise ValueError(f"the graph's output is not a softmax over the logits (expected {op} before {value!r})")
+        value = node.input[0]
+    if value == name:
+        return model
+    for node in proto.graph.node:
+        node.input[:] = [name if v == value else v for v in node.input]
+        node.output[:] = [name if v == value else v for v in node.output]
+    for info in proto.graph.value_info:
+        if info.name == value:
+            info.name = name
+    return proto.SerializeToString()
+
+
+def after(proto: Any, value: str) -> list[str]:
+    """Names of the nodes that read ``value``, directly or through other nodes (its consumers downstream)."""
+    reached, names = {value}, []
+    for node in proto.graph.node:  # ONNX nodes are in topological order
+        if any(v in reached for v in node.input):
+            reached.update(node.output)
+            names.append(node.name)
+    return names

@@ -3,7 +3,7 @@
 Calibration tiles are cut from each image at the model's working resolution (the same scale,
 bands and normalisation as `predict`), on a regular grid, at most ``PER_IMAGE`` per image.
 Activations are unsigned 8-bit with ranges from the min/max seen on those tiles, weights signed
-8-bit per output channel (ONNX Runtime's advice for x86 CPUs). The final Softmax stays in float.
+8-bit per output channel (ONNX Runtime's advice for x86 CPUs). The final softmax stays in float.
 
 The int8 graph is accepted only if its classes agree with the fp32 graph's on at least
 ``min_agreement`` of the valid pixels of the calibration tiles.
@@ -21,6 +21,7 @@ from jess_geo import preprocess
 from jess_geo.bands import resolve_bands
 from jess_geo.errors import InputError, JessGeoError
 from jess_geo.export.extras import require
+from jess_geo.export.onnx_graph import LOGITS, after
 from jess_geo.inference.onnx_runtime import OnnxRuntime, logits_graph
 from jess_geo.io.raster import info_from_dataset, list_rasters, open_raster, read_bands, read_valid
 
@@ -105,7 +106,7 @@ def quantize_graph(model: bytes, tiles: np.ndarray) -> bytes:
     onnx = require("onnx")
     quant = require("onnxruntime.quantization")
     proto = onnx.load_from_string(model)
-    softmax = [n.name for n in proto.graph.node if n.op_type == "Softmax"]
+    softmax = after(proto, LOGITS) + [n.name for n in proto.graph.node if n.op_type == "Softmax"]
     with tempfile.TemporaryDirectory(prefix="jess-geo-int8-") as tmp:
         src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "fp32-pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model)

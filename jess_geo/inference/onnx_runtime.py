@@ -1,9 +1,9 @@
 """The network as an ONNX graph, run by ONNX Runtime or OpenVINO (the pipeline's ``Runtime`` interface).
 
 Each runtime has ``logits(x)``: ``x`` is ``(B, C, H, W)`` float32, already normalised by the
-pipeline; it returns ``(B, K, H, W)`` float32 logits. Exported files end in a Softmax (QGIS
-Deepness wants probabilities); :func:`logits_graph` cuts that last node off, so the runtimes
-return the logits the energy output needs. Neither torch, the model code nor the ``onnx`` package
+pipeline; it returns ``(B, K, H, W)`` float32 logits. Exported files end in a softmax (QGIS
+Deepness wants probabilities); :func:`logits_graph` cuts it off, so the runtimes return the
+logits the energy output needs. Neither torch, the model code nor the ``onnx`` package
 is imported here (the graph is edited at the protobuf wire level).
 
 Settings for throughput on the CPU, the case these runtimes are for:
@@ -35,6 +35,7 @@ import numpy as np
 
 from jess_geo.errors import InputError, ModelFileError
 from jess_geo.export.extras import require
+from jess_geo.export.onnx_graph import LOGITS
 from jess_geo.export.onnx_meta import model_properties
 from jess_geo.export.onnx_wire import FIELD, WireError, fields, length_delimited, replace, strings
 
@@ -69,7 +70,10 @@ def cores() -> int:
 
 
 def logits_graph(source: str | Path | bytes) -> Graph:
-    """Read an ONNX model (a path or its bytes) and make its logits the output (drop a final Softmax).
+    """Read an ONNX model (a path or its bytes) and make its logits the output (drop the softmax after them).
+
+    The logits are the value named ``logits`` (jess-geo exports its softmax as five nodes after
+    it), else the input of a final ``Softmax`` (earlier exports), else the graph's output as it is.
 
     Edited at the protobuf wire level (:mod:`jess_geo.export.onnx_wire`): the ``onnx`` package
     is not imported and the weights are copied, never decoded.
@@ -89,9 +93,32 @@ def logits_graph(source: str | Path | bytes) -> Graph:
     return Graph(model, channels, height, width, batch)
 
 
+def _logits_name(data: bytes, nodes: list[tuple[int, int]], out_name: str) -> str:
+    """The logits value: one named ``LOGITS`` (jess-geo's exports), else a final Softmax's input, else the output."""
+    made = {v for a, b in nodes for v in strings(data, FIELD["node.output"], a, b)}
+    if LOGITS in made:
+        return LOGITS
+    for a, b in nodes:
+        if out_name in strings(data, FIELD["node.output"], a, b):  # its producer (ONNX: one per value)
+            if strings(data, FIELD["node.op_type"], a, b) == ["Softmax"]:
+                return strings(data, FIELD["node.input"], a, b)[0]
+            break
+    return out_name
+
+
+def _needed(data: bytes, nodes: list[tuple[int, int]], value: str) -> set[tuple[int, int]]:
+    """The nodes ``value`` depends on (walked back through the topologically ordered nodes)."""
+    wanted, keep = {value}, set()
+    for a, b in reversed(nodes):
+        if wanted.intersection(strings(data, FIELD["node.output"], a, b)):
+            keep.add((a, b))
+            wanted.update(strings(data, FIELD["node.input"], a, b))
+    return keep
+
+
 def _logits_graph_message(data: bytes, span: tuple[int, int], name: str, any_size: bool) -> tuple[bytes, list[int | None]]:
-    """The GraphProto at ``span`` with its Softmax output cut off (and its size opened when
-    ``any_size``), and the input's dimensions (None: symbolic)."""
+    """The GraphProto at ``span`` with the logits as its output (the softmax after them dropped;
+    the size opened when ``any_size``), and the input's dimensions (None: symbolic)."""
     parts: dict[int, list[tuple[int, int]]] = {}
     for f in fields(data, *span):
         if f.wire == 2:
@@ -102,15 +129,11 @@ def _logits_graph_message(data: bytes, span: tuple[int, int], name: str, any_siz
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelFileError(f"{name} has {len(inputs)} inputs and {len(outputs)} outputs; jess-geo runs graphs with one of each.")
     input_info, output_info = data[slice(*inputs[0])], data[slice(*outputs[0])]
-    out_name = _name(output_info)
-    softmax = None
-    for a, b in parts.get(FIELD["graph.node"], []):
-        if out_name in strings(data, FIELD["node.output"], a, b):
-            softmax = (a, b) if strings(data, FIELD["node.op_type"], a, b) == ["Softmax"] else None
-            break  # the node producing the output (ONNX: one producer per value)
-    if softmax is not None:
-        logits_name = strings(data, FIELD["node.input"], *softmax)[0]
-        output_info = replace(output_info, {FIELD["value_info.name"]: lambda _: logits_name.encode("utf-8")})
+    nodes = parts.get(FIELD["graph.node"], [])
+    logits_name = _logits_name(data, nodes, _name(output_info))
+    keep = _needed(data, nodes, logits_name)
+    spans = {data[a:b]: (a, b) for a, b in nodes}
+    output_info = replace(output_info, {FIELD["value_info.name"]: lambda _: logits_name.encode("utf-8")})
     dims = _dims(input_info)
     if len(dims) != 4:
         raise ModelFileError(f"{name} takes a {len(dims)}-d input; jess-geo runs graphs taking (batch, bands, height, width).")
@@ -120,7 +143,7 @@ def _logits_graph_message(data: bytes, span: tuple[int, int], name: str, any_siz
     new_input, new_output = iter([input_info]), iter([output_info])
 
     def node(payload: bytes) -> bytes | None:
-        return None if softmax is not None and payload == data[slice(*softmax)] else payload
+        return payload if spans.get(payload) in keep else None
 
     graph = replace(data, {
         FIELD["graph.node"]: node,
