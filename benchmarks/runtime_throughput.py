@@ -5,13 +5,14 @@ openvino fp32, both again with one concurrent run per core (``streams``), onnxru
 openvino int8, and both fp32 runtimes on the graph as exported before session 11 (``-sizes``: each
 decoder upsampling to a size computed from shapes instead of by constant scales,
 ``jess_geo.export.onnx_graph``), and the exported file whole as QGIS Deepness runs it, with its
-softmax as exported now and as one ``Softmax`` node before session 12 (``file``, ``file-softmax``))
+softmax as exported now and as one ``Softmax`` node before session 12 (``file``, ``file-softmax``), and
+ONNX Runtime's streams with the batch in one part per stream as before session 13 (``-halves``))
 and so does a timed large sgemm (the machine's
 peak, float32, in the same run); rounds alternate the order; medians are printed. Model FLOPs
 per tile come from ``torch.utils.flop_counter`` (a multiply-add counts 2).
 
     .venv/bin/python benchmarks/runtime_throughput.py [--model M.pt] [--rounds 3] [--calls 4]
-        [--decoder 256,128,64,32,16]
+        [--decoder 256,128,64,32,16] [--only onnxruntime,onnxruntime-streams]
 
 ``--decoder`` measures M's encoder (its trained weights) under a decoder of other widths (random
 weights: throughput only; its int8 export will fail the agreement check and is left out).
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE, BATCH = 512, 4
 CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
 CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8",
-              "onnxruntime-sizes", "openvino-sizes", "file", "file-softmax"]
+              "onnxruntime-sizes", "openvino-sizes", "file", "file-softmax", "onnxruntime-halves"]
 
 
 def _time(fn, calls: int) -> float:
@@ -72,9 +73,17 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
     from jess_geo.inference.onnx_runtime import open_onnx_runtime
 
     runtime, _, variant = contender.partition("-")
-    streams = len(os.sched_getaffinity(0)) if variant == "streams" else None  # one concurrent run per core
+    streams = len(os.sched_getaffinity(0)) if variant in ("streams", "halves") else None  # one concurrent run per core
     path = {"int8": int8, "sizes": fp32.with_name("m512_sizes.onnx")}.get(variant, fp32)
     rt = open_onnx_runtime(path, runtime, "cpu", streams=streams)
+    if variant == "halves":  # the streams as run before session 13: the batch in one part per stream
+        from jess_geo.inference.onnx_runtime import _pool
+
+        def halves() -> None:
+            parts = np.array_split(x, rt.streams)
+            list(_pool(rt).map(lambda p: rt._session.run(None, {rt._input: np.ascontiguousarray(p)}), parts))
+
+        return {"seconds": _time(halves, calls), "threads": rt.threads}
     return {"seconds": _time(lambda: rt.logits(x), calls), "threads": rt.threads}
 
 
@@ -191,6 +200,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--decoder", default=None, help="decoder widths, e.g. 256,128,64,32,16 (random decoder weights)")
+    ap.add_argument("--only", default=None, help="comma-separated contenders to run (sgemm and torch always run)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--fp32", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--int8", type=Path, default=None, help=argparse.SUPPRESS)
@@ -209,9 +219,10 @@ def main() -> None:
     print(f"model: {args.model.name}, {flops / 1e9:.2f} GFLOP per {TILE}^2 tile (torch.utils.flop_counter)")
     with tempfile.TemporaryDirectory(prefix="jess-geo-bench-") as tmp:
         fp32, int8 = prepare(args.model, Path(tmp))
-        results: dict[str, list[dict]] = {c: [] for c in CONTENDERS}
+        chosen = [c for c in CONTENDERS if not args.only or c in ("sgemm", "torch") or c in args.only.split(",")]
+        results: dict[str, list[dict]] = {c: [] for c in chosen}
         for r in range(args.rounds):
-            order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[: r % len(CONTENDERS)]
+            order = chosen[r % len(chosen):] + chosen[: r % len(chosen)]
             for c in order:
                 if c.endswith("-int8") and int8 is None:
                     continue
@@ -229,7 +240,7 @@ def main() -> None:
           + ", ".join(f"{k.replace('_', ' ')}^2 {v:.1f}" for k, v in rates.items()) + ")")
     print(f"{'runtime':<18} {'threads':>7} {'s/batch':>8} {'Mpx/s':>7} {'GFLOP/s':>8} {'of peak':>8} {'vs torch':>9}")
     base = None
-    for c in CONTENDERS[1:]:
+    for c in chosen[1:]:
         if not results[c]:
             print(f"{c:<18} {'n/a':>8}")
             continue
@@ -240,7 +251,8 @@ def main() -> None:
         print(f"{c:<18} {results[c][0]['threads']:7d} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
     print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
     print("-sizes rows: the fp32 graph as exported before constant upsampling scales (jess_geo.export.onnx_graph).")
-    print("-streams rows: the batch split into one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32.")
+    print("-streams rows: one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32; onnxruntime: one tile "
+          "per run; onnxruntime-halves: the batch in one part per run (before session 13).")
     print("file rows: the exported fp32 file whole (probabilities out) in a plain ONNX Runtime session, as QGIS Deepness "
           "runs it; file-softmax: the same with the softmax as one Softmax node (the export before this change).")
 
