@@ -41,8 +41,8 @@ from jess_geo.export.onnx_wire import FIELD, WireError, fields, length_delimited
 
 RUNTIMES = ("onnxruntime", "openvino")
 DEFAULT_STREAMS = 1
-"""Concurrent runs per batch by default. ``streams=N`` splits each batch into N parts run at once
-(ONNX Runtime: N concurrent ``run`` calls on sessions of threads / N intra-op threads; OpenVINO:
+"""Concurrent runs per batch by default. ``streams=N`` runs a batch over N concurrent runs at once
+(ONNX Runtime: one tile per ``run`` call, N at once, each on threads / N intra-op threads; OpenVINO:
 the throughput hint with N streams). In a trial on the shared 2-core machine (load ~16) two
 streams ran a 4 x 512² batch 1.44x (ONNX Runtime) and 1.18x (OpenVINO) faster than one, but
 a batch of one tile then runs on threads / N cores. Two quiet-machine runs of
