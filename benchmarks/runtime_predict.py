@@ -4,9 +4,10 @@ The scene is the sample scene mirrored to 4000 x 4000 pixels at the demo model's
 (working scale 1: 4000 x 4000 working pixels, 324 tiles of 256; ``--gsd 0.01``: scale 0.5, 81 tiles). Each run is its own
 `jess-geo predict` process; contenders alternate; medians of the whole-process time and of the
 time predict reports are printed, with the class agreement of each runtime's class raster
-against torch's (valid pixels).
+against torch's (valid pixels). A runtime named ``NAME:K`` runs with ``--streams K`` (e.g.
+``onnxruntime:1``: one run per batch, against the default of one tile per core at once).
 
-    .venv/bin/python benchmarks/runtime_predict.py [--rounds 2] [--size 4000] [--runtimes onnxruntime,openvino]
+    .venv/bin/python benchmarks/runtime_predict.py [--rounds 2] [--size 4000] [--runtimes onnxruntime,onnxruntime:1,openvino]
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def mirrored_scene(path: Path, size: int, gsd: float = 0.02) -> Path:
 
 
 def run(scene: Path, model: Path, runtime: str, out: Path) -> tuple[float, float | None]:
-    """Whole-process seconds and the seconds predict reports."""
-    cmd = [str(EXE), "predict", str(scene), "--model", str(model), "--runtime", runtime, "-o", str(out),
-           "--no-vector", "--overwrite"]
+    """Whole-process seconds and the seconds predict reports (``runtime``: NAME or NAME:STREAMS)."""
+    name, _, streams = runtime.partition(":")
+    cmd = [str(EXE), "predict", str(scene), "--model", str(model), "--runtime", name, "-o", str(out),
+           "--no-vector", "--overwrite"] + (["--streams", streams] if streams else [])
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -67,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--size", type=int, default=4000)
-    ap.add_argument("--runtimes", default="onnxruntime,openvino")
+    ap.add_argument("--runtimes", default="onnxruntime,onnxruntime:1,openvino")
     ap.add_argument("--gsd", type=float, default=0.02, help="Pixel size of the scene in m (0.02: working scale 1; 0.01: 0.5).")
     args = ap.parse_args()
     from jess_geo.export.onnx_export import export_model
@@ -85,7 +87,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = contenders[r % len(contenders):] + contenders[: r % len(contenders)]
             for name, model in order:
-                times[name].append(run(scene, model, name, work / f"{name}_classes.tif"))
+                times[name].append(run(scene, model, name, work / f"{name.replace(':', '_')}_classes.tif"))
                 print(f"  round {r + 1} {name:<12} whole process {times[name][-1][0]:6.1f} s, predict {times[name][-1][1]} s")
         base = float(np.median([t[0] for t in times["torch"]]))
         base_in = np.median([t[1] for t in times["torch"] if t[1] is not None])
@@ -93,7 +95,7 @@ def main() -> None:
         for name, _ in contenders:
             wall = float(np.median([t[0] for t in times[name]]))
             inner = np.median([t[1] for t in times[name] if t[1] is not None])
-            agree = 1.0 if name == "torch" else agreement(work / "torch_classes.tif", work / f"{name}_classes.tif")
+            agree = 1.0 if name == "torch" else agreement(work / "torch_classes.tif", work / f"{name.replace(':', '_')}_classes.tif")
             print(f"{name:<12} {wall:9.1f} {inner:9.1f} {base_in / inner:7.2f}x {100 * agree:9.3f}%")
         print(f"(speed-up: predict's own seconds against torch's; whole process torch {base:.1f} s)")
 

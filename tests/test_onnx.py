@@ -393,6 +393,46 @@ def test_concurrent_streams_give_the_same_logits(runtime: str, exported: Path) -
     assert np.max(np.abs(two.logits(x[:1]) - ref[:1])) < 1e-5
 
 
+def test_batch_size_sets_onnxruntime_streams(exported: Path) -> None:
+    """Predict passes its batch size: ONNX Runtime then runs one tile per core at once (never more
+    streams than tiles or threads); OpenVINO stays at one stream (measured slower with two)."""
+    pytest.importorskip("onnxruntime")
+    from jess_geo.inference.onnx_runtime import open_onnx_runtime
+    from jess_geo.inference.runtime import open_runtime
+
+    streams = lambda **kw: open_onnx_runtime(exported, "onnxruntime", "cpu", **kw).streams  # noqa: E731
+    assert streams(threads=2, batch=4) == 2
+    assert streams(threads=4, batch=2) == 2
+    assert streams(threads=2, batch=1) == 1
+    assert streams(threads=2) == 1  # no batch given: one run on every thread
+    assert streams(threads=2, batch=4, streams=1) == 1  # an explicit setting wins
+    assert open_runtime(exported, "onnxruntime", "cpu", batch=1).streams == 1
+    if importlib.util.find_spec("openvino"):
+        assert open_onnx_runtime(exported, "openvino", "cpu", threads=2, batch=4).streams == 1
+
+
+def test_predict_streams_option(exported: Path, tmp_path: Path, run_cli: Any, assert_cli_error: Any) -> None:
+    """`--streams 1` (one run of the batch) and the default (one tile per core at once) write the
+    same class raster; --streams with torch or out of range: one line, nothing written."""
+    import rasterio
+
+    rasters = []
+    for name, extra in (("default", []), ("one", ["--streams", "1"]), ("two", ["--streams", "2"])):
+        out = tmp_path / f"{name}_classes.tif"
+        result = run_cli("predict", SCENE, "--model", exported, "-o", out, "--no-vector", "--quiet", *extra)
+        assert result.exit_code == 0, result.stderr
+        with rasterio.open(out) as src:
+            rasters.append(src.read(1))
+    assert all((r == rasters[0]).all() for r in rasters[1:])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    message = assert_cli_error(run_cli("predict", SCENE, "--streams", "2", "-o", bad / "t_classes.tif"))
+    assert "--streams" in message and "--runtime torch" in message
+    message = assert_cli_error(run_cli("predict", SCENE, "--model", exported, "--streams", "0", "-o", bad / "z_classes.tif"))
+    assert "--streams 0 is out of range" in message
+    assert list(bad.iterdir()) == []
+
+
 # A fresh process whose very first batch is split over two OpenVINO streams.
 OV_FIRST_BATCH = r"""
 import sys

@@ -63,6 +63,8 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 @click.option("--tile-size", type=int, default=None, help="Tile size in working pixels (default from the model).")
 @click.option("--overlap", type=int, default=None, help="Tile overlap in working pixels (default from the model).")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per network call.")
+@click.option("--streams", type=int, default=None,
+              help="Concurrent network runs per batch, onnxruntime/openvino only (default: onnxruntime one per core up to the batch, openvino 1).")
 @click.option("--bands", callback=_bands, default=None, help="Scene bands for the model's inputs, e.g. 3,2,1 (default: the model's bands).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
               help="auto uses a CUDA or Apple GPU when present.")
@@ -193,7 +195,7 @@ def _run_all(preps: list[Any], model: Path, opts: Any, reporter: Reporter, fail_
     from jess_geo.inference.products import write_scene
     from jess_geo.inference.runtime import open_runtime
 
-    rt = open_runtime(model, opts.runtime, opts.device)
+    rt = open_runtime(model, opts.runtime, opts.device, batch=opts.batch_size, streams=opts.streams)
     failed: list[str] = []
     STOP.arm()
     try:

@@ -27,25 +27,26 @@ def set_threads(threads: int | None) -> None:
     _THREADS[:] = [threads]
 
 
-def model_key(model: str | Path, runtime: str | None, device: str) -> tuple[Any, ...]:
-    """Cache key: the resolved path with its size and mtime, the runtime and the device."""
+def model_key(model: str | Path, runtime: str | None, device: str, *settings: Any) -> tuple[Any, ...]:
+    """Cache key: the resolved path with its size and mtime, the runtime, the device and other settings."""
     p = Path(model).resolve()
     st = os.stat(p)
-    return (str(p), st.st_size, st.st_mtime_ns, runtime, device)
+    return (str(p), st.st_size, st.st_mtime_ns, runtime, device, *settings)
 
 
-def cached_model(model: str | Path, runtime: str | None, device: str) -> tuple[dict[str, Any], str, Any]:
+def cached_model(model: str | Path, runtime: str | None, device: str, batch: int | None = None,
+                 streams: int | None = None) -> tuple[dict[str, Any], str, Any]:
     """``(metadata, file name, Runtime)`` of ``model``: read and opened once per process."""
     from jess_geo.inference.predict import model_metadata
     from jess_geo.inference.runtime import open_runtime
 
-    key = model_key(model, runtime, device)
+    key = model_key(model, runtime, device, batch, streams)
     with _LOCK:
         hit = _RUNTIMES.get(key)
         if hit is None:
             _RUNTIMES.clear()  # one model per worker: a changed file replaces the old network
             meta, name = model_metadata(model)
-            hit = (meta, name, open_runtime(model, runtime, device, metadata=meta))
+            hit = (meta, name, open_runtime(model, runtime, device, metadata=meta, batch=batch, streams=streams))
             _RUNTIMES[key] = hit
             LOADS["count"] += 1
         return hit

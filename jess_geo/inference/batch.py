@@ -106,7 +106,7 @@ def run_scene(scene: str, model: str, outputs: OutputPlan, opts: Options, thread
     t0 = time.perf_counter()
     try:
         set_threads(threads)
-        meta, name, rt = cached_model(model, opts.runtime, opts.device)
+        meta, name, rt = cached_model(model, opts.runtime, opts.device, opts.batch_size, opts.streams)
         prep = prepare_scene(scene, meta, outputs, opts, name)
         check_outputs([outputs], inputs=[model], overwrite=opts.overwrite)
         return _record(write_scene(prep, rt, opts, model_name=name), _worker_name())

@@ -83,7 +83,7 @@ def run_block(scene: str, model: str, block: Block, work: str, opts: Options, ke
     from jess_geo.io.raster import inspect_raster
 
     set_threads(threads)
-    meta, name, rt = cached_model(model, opts.runtime, opts.device)
+    meta, name, rt = cached_model(model, opts.runtime, opts.device, opts.batch_size, opts.streams)
     folder = Path(work)
     vrt = window_vrt(scene, inspect_raster(scene), block.read, folder / f"b{block.index}.vrt")
     paths = {k: folder / f"b{block.index}_{k}.tif" for k in keys}

@@ -34,11 +34,12 @@ def _number(name: str, value: float | None, *, low: float, strict: bool = False,
 
 
 def check_numbers(*, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
-                  min_area: float = 0.0, simplify: float = 0.0) -> None:
+                  streams: int | None = None, min_area: float = 0.0, simplify: float = 0.0) -> None:
     """One-line InputError for any numeric option out of range (before any file is read)."""
     _number("--tile-size", tile_size, low=1, integer=True)
     _number("--overlap", overlap, low=0, integer=True)
     _number("--batch-size", batch_size, low=1, integer=True)
+    _number("--streams", streams, low=1, integer=True)
     _number("--min-area", min_area, low=0)
     _number("--simplify", simplify, low=0)
     if tile_size is not None and overlap is not None and overlap >= tile_size:

@@ -41,13 +41,14 @@ from jess_geo.export.onnx_wire import FIELD, WireError, fields, length_delimited
 
 RUNTIMES = ("onnxruntime", "openvino")
 DEFAULT_STREAMS = 1
-"""Concurrent runs per batch by default. ``streams=N`` runs a batch over N concurrent runs at once
-(ONNX Runtime: one tile per ``run`` call, N at once, each on threads / N intra-op threads; OpenVINO:
-the throughput hint with N streams). In a trial on the shared 2-core machine (load ~16) two
-streams ran a 4 x 512² batch 1.44x (ONNX Runtime) and 1.18x (OpenVINO) faster than one, but
-a batch of one tile then runs on threads / N cores. Two quiet-machine runs of
-``benchmarks/runtime_throughput.py`` (results/issue13_s11.txt) gave two streams 1.00x and 1.09x
-with ONNX Runtime and 0.96x and 0.90x with OpenVINO, so the default stays 1."""
+"""Concurrent runs per batch when neither ``streams`` nor the batch size is given. ``streams=N``
+runs a batch over N concurrent runs (ONNX Runtime: one tile per ``run`` call, N at once, each on
+threads / N intra-op threads; OpenVINO: the throughput hint with N streams, the batch in N parts).
+ONNX Runtime given the batch size (``batch=``, as predict does) runs one stream per thread up to
+the batch: on the quiet 2-core machine two such streams ran 4 x 512² tiles at 73.5 / 75.9 % of the
+sgemm peak against 69.8 / 68.7 % for one (results/issue13_s13.txt), and `predict` on a 4000²
+scene 1.08x faster, identical rasters (results/issue13_s14.txt). OpenVINO stays at one stream:
+two gave 0.96x and 0.90x (results/issue13_s11.txt). Only 2-core machines were measured."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,8 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None, streams: int | None = None) -> None:
+    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None, streams: int | None = None,
+                 batch: int | None = None) -> None:
         ort = require("onnxruntime")
         available = ort.get_available_providers()
         device = (device or "auto").lower()
@@ -243,7 +245,7 @@ class OnnxRuntime:
         gpu = "CUDAExecutionProvider" in available and device != "cpu"
         opts = ort.SessionOptions()
         self.threads = threads or cores()  # read by the pipeline: a runtime on every core runs alone
-        self.streams = 1 if gpu else _streams(streams, self.threads)
+        self.streams = 1 if gpu else _streams(streams, self.threads, batch)
         opts.intra_op_num_threads = max(1, self.threads // self.streams)
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -279,7 +281,8 @@ class OpenVinoRuntime:
 
     name = "openvino"
 
-    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None, streams: int | None = None) -> None:
+    def __init__(self, graph: Graph, device: str = "auto", threads: int | None = None, streams: int | None = None,
+                 batch: int | None = None) -> None:  # batch: accepted, unused (one stream unless streams is given)
         if (device or "auto").lower() not in ("auto", "cpu"):
             raise InputError(f"--runtime openvino runs on the cpu here, not {device}; use --device cpu.")
         ov = require("openvino")
@@ -330,9 +333,10 @@ class OpenVinoRuntime:
         return _fit(x, self.graph, self._run)
 
 
-def _streams(streams: int | None, threads: int) -> int:
-    """Concurrent runs over a batch's tiles (1: one run on every thread), at most one per thread."""
-    return max(1, min(int(streams or DEFAULT_STREAMS), threads))
+def _streams(streams: int | None, threads: int, batch: int | None = None) -> int:
+    """Concurrent runs over a batch's tiles (1: one run on every thread), at most one per thread:
+    ``streams`` if given, else one per tile of a ``batch``, else :data:`DEFAULT_STREAMS`."""
+    return max(1, min(int(streams or batch or DEFAULT_STREAMS), threads))
 
 
 def _pool(rt: Any) -> ThreadPoolExecutor:
@@ -344,8 +348,10 @@ def _pool(rt: Any) -> ThreadPoolExecutor:
 
 
 def open_onnx_runtime(model: str | Path | bytes | Graph, runtime: str = "onnxruntime", device: str = "auto",
-                      threads: int | None = None, streams: int | None = None) -> OnnxRuntime | OpenVinoRuntime:
+                      threads: int | None = None, streams: int | None = None, batch: int | None = None) -> OnnxRuntime | OpenVinoRuntime:
     """A runtime for an ONNX model: a ``.onnx`` path, its bytes or a :class:`Graph`.
+
+    ``batch``: the tiles per call the caller will send (sets ONNX Runtime's default streams).
 
     A ``.pt`` model file is exported in memory first (any height and width; takes seconds and
     imports torch: export it once with `jess-geo export` to skip that).
@@ -359,4 +365,4 @@ def open_onnx_runtime(model: str | Path | bytes | Graph, runtime: str = "onnxrun
         model = model_file_graph(model)
     graph = model if isinstance(model, Graph) else logits_graph(model)
     cls = OnnxRuntime if runtime == "onnxruntime" else OpenVinoRuntime
-    return cls(graph, device=device, threads=threads, streams=streams)
+    return cls(graph, device=device, threads=threads, streams=streams, batch=batch)

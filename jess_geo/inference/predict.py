@@ -74,7 +74,7 @@ def predict_raster(scene: str | Path, model: "str | Path | LoadedModel", out_cla
     say = notice or (lambda _text: None)
     for text in (prep.plan_text(), *prep.notices):
         say(text)
-    rt = open_runtime(model, opts.runtime, opts.device, metadata=meta)
+    rt = open_runtime(model, opts.runtime, opts.device, metadata=meta, batch=opts.batch_size, streams=opts.streams)
     result = write_scene(prep, rt, opts, model_name=name, progress=progress, cancel=cancel)
     if result["cover"]["valid_pixels"] == 0:
         say(f"{prep.job.info.name} has no valid pixel (all nodata); wrote empty outputs (every pixel nodata).")

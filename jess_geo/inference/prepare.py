@@ -31,6 +31,7 @@ class Options:
     tile_size: int | None = None  # working pixels; default from the model
     overlap: int | None = None
     batch_size: int = 4
+    streams: int | None = None  # concurrent network runs per batch (ONNX runtimes; default: the runtime's)
     bands: tuple[int, ...] | None = None  # scene bands for the model inputs (--bands)
     allow_resolution_mismatch: bool = False
     device: str = "auto"
@@ -44,7 +45,7 @@ class Options:
 
     def check(self) -> None:
         """Range-check every number and name the augmentation (one-line InputError)."""
-        guards.check_numbers(tile_size=self.tile_size, overlap=self.overlap, batch_size=self.batch_size,
+        guards.check_numbers(tile_size=self.tile_size, overlap=self.overlap, batch_size=self.batch_size, streams=self.streams,
                              min_area=self.min_area, simplify=self.simplify)
         check_mode(self.tta)
 

@@ -41,16 +41,21 @@ def default_runtime(model: "str | Path | LoadedModel") -> str:
 
 
 def open_runtime(model: "str | Path | LoadedModel", runtime: str | None = None, device: str = "auto",
-                 metadata: dict[str, Any] | None = None) -> Runtime:
+                 metadata: dict[str, Any] | None = None, batch: int | None = None,
+                 streams: int | None = None) -> Runtime:
     """The runtime ``runtime`` (default: :func:`default_runtime`) for ``model`` on ``device``.
 
     ``model`` is a model file path or an already loaded :class:`LoadedModel` (torch only).
+    ``batch``: tiles per network call, which sets ONNX Runtime's default concurrent runs;
+    ``streams``: those runs set explicitly (ONNX runtimes only).
     Raises InputError for an unknown runtime or an ``.onnx`` file given to torch.
     """
     name = (runtime or default_runtime(model)).lower()
     if name not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     is_path = isinstance(model, (str, Path))
+    if name == "torch" and streams is not None:
+        raise InputError("--streams sets concurrent runs of --runtime onnxruntime or openvino; drop it for --runtime torch.")
     if name == "torch":
         from jess_geo.inference.torch_runtime import TorchRuntime
 
@@ -63,4 +68,4 @@ def open_runtime(model: "str | Path | LoadedModel", runtime: str | None = None, 
         onnx = importlib.import_module("jess_geo.inference.onnx_runtime")
     except ImportError:
         raise InputError(f"--runtime {name} is not available in this jess-geo; use --runtime torch.") from None
-    return onnx.open_onnx_runtime(model, runtime=name, device=device)
+    return onnx.open_onnx_runtime(model, runtime=name, device=device, batch=batch, streams=streams)
