@@ -46,8 +46,9 @@ runs a batch over N concurrent runs (ONNX Runtime: one tile per ``run`` call, N 
 threads / N intra-op threads; OpenVINO: the throughput hint with N streams, the batch in N parts).
 ONNX Runtime given the batch size (``batch=``, as predict does) runs one stream per thread up to
 the batch: on the quiet 2-core machine two such streams ran 4 x 512² tiles at 73.5 / 75.9 % of the
-sgemm peak against 69.8 / 68.7 % for one (results/issue13_s13.txt), and `predict` on a 4000²
-scene 1.08x faster, identical rasters (results/issue13_s14.txt). OpenVINO stays at one stream:
+sgemm peak against 69.8 / 68.7 % for one (results/issue13_s13.txt; 76.6 against 72.9 % in
+session 14), and `predict` on a 4000² scene (256² tiles) 1.00-1.08x faster with identical rasters
+(results/issue13_s14.txt). OpenVINO stays at one stream:
 two gave 0.96x and 0.90x (results/issue13_s11.txt). Only 2-core machines were measured."""
 
 
