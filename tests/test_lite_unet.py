@@ -18,7 +18,7 @@ import torch
 
 from jess_geo.inference.predict import predict_raster
 from jess_geo.models.factory import architecture_dict, build_model
-from jess_geo.models.lite_unet import build_lite_unet, supports
+from jess_geo.models.lite_unet import build_lite_unet, fold_batchnorm, supports
 from jess_geo.models.modelfile import bundled_demo_model, load_model_file, read_metadata, save_model_file
 from jess_geo.shift.stats import FeatureCollector, bn_layers
 
@@ -60,6 +60,38 @@ def test_logits_and_batchnorm_inputs_equal_smp(encoder: str, bands: int, decoder
     assert json.dumps(fr.statistics()) == json.dumps(fn.statistics())
     with pytest.raises(RuntimeError, match="multiples of 32"):
         net(torch.zeros(1, bands, 64, 80))
+
+
+def test_folded_copy_gives_the_same_logits() -> None:
+    """BatchNorm folded into the convolutions: no BatchNorm left, the same logits, the original untouched."""
+    arch = architecture_dict("timm-tf_efficientnet_lite0", 3, 4, (64, 32, 16, 16, 16))
+    sd = _randomised(build_model(arch), seed=7)
+    net = build_lite_unet(arch, sd)
+    net.load_state_dict(sd, strict=True)
+    assert fold_batchnorm(net) is None  # training mode: statistics still move, nothing to fold
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert folded is not None and not bn_layers(folded, None) and len(bn_layers(net, None)) == 59  # the original keeps all 59
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        a, b = net(x), folded(x)
+    assert torch.allclose(a, b, atol=1e-4, rtol=0), (a - b).abs().max()
+    assert fold_batchnorm(build_model(arch).eval()) is None  # smp's networks run as they are
+
+
+def test_torch_runtime_is_watched_on_the_network_then_runs_the_folded_copy() -> None:
+    """predict's shift notice hooks the first batches on the network as loaded; after them the hooks
+    are gone and the runtime runs the folded copy, with the same logits."""
+    from jess_geo.inference.torch_runtime import TorchRuntime
+
+    rt = TorchRuntime.open(bundled_demo_model(), "cpu")
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    with FeatureCollector(rt.net, limit=2) as fc:
+        watched = [rt.logits(x) for _ in range(3)]
+        assert fc.batches == 2
+        assert not any(m._forward_pre_hooks for m in rt.net.modules())  # removed themselves at the limit
+    assert rt._network() is not rt.net and not bn_layers(rt._network(), None)
+    assert np.abs(rt.logits(x) - watched[0]).max() < 1e-4
 
 
 def test_predict_map_is_the_one_smp_gives(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from jess_geo.errors import InputError
 from jess_geo.models.layout import fast_input, to_fast_layout
+from jess_geo.models.lite_unet import fold_batchnorm
 from jess_geo.models.modelfile import LoadedModel, load_model_file
 
 
@@ -47,7 +48,21 @@ class TorchRuntime:
     def __init__(self, net: torch.nn.Module, dev: torch.device) -> None:
         self.dev = dev
         self.device = str(dev)
-        self.net = prepare_network(net, dev)
+        self.net = prepare_network(net, dev)  # as loaded, BatchNorm kept: what hooks and statistics see
+        self._folded: torch.nn.Module | None = None  # built on first use (the network must not change later)
+        self._fold_tried = False
+        self._modules = list(self.net.modules())
+
+    def _network(self) -> torch.nn.Module:
+        """The BatchNorm-folded copy (built on first use, about 30 ms), or the network itself while a
+        hook is on any of its modules (predict's shift notice watches the first batches)."""
+        if any(m._forward_pre_hooks or m._forward_hooks for m in self._modules):
+            return self.net
+        if not self._fold_tried:
+            self._fold_tried = True
+            folded = fold_batchnorm(self.net)  # None for networks other than the Lite U-Net
+            self._folded = prepare_network(folded, self.dev) if folded is not None else None
+        return self._folded if self._folded is not None else self.net
 
     @classmethod
     def open(cls, model: str | Path | LoadedModel, device: str = "auto") -> "TorchRuntime":
@@ -64,7 +79,7 @@ class TorchRuntime:
             xt = xt.to(self.dev)
         amp = torch.autocast("cuda", dtype=torch.float16) if self.dev.type == "cuda" else contextlib.nullcontext()
         with amp:
-            return self.net(fast_input(xt, self.dev))
+            return self._network()(fast_input(xt, self.dev))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """``(B, C, H, W)`` -> ``(B, K, H, W)`` float32 logits."""

@@ -80,7 +80,7 @@ class FeatureCollector:
     """Forward pre-hooks on BatchNorm layers that accumulate their inputs' per-channel moments.
 
     ``with FeatureCollector(model) as fc: model(x)...; fc.statistics()``; ``limit`` batches at
-    most are recorded (later calls cost nothing but the hook call).
+    most are recorded, then the hooks remove themselves.
     """
 
     def __init__(self, model: torch.nn.Module, max_layers: int | None = MAX_LAYERS, limit: int | None = None) -> None:
@@ -89,6 +89,7 @@ class FeatureCollector:
         self.limit = limit
         self.calls: dict[str, int] = {name: 0 for name, _ in self.layers}
         self.handles: list[Any] = []
+        self._handles: dict[str, Any] = {}
 
     def _hook(self, name: str) -> Any:
         def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
@@ -96,10 +97,13 @@ class FeatureCollector:
                 return
             self.calls[name] += 1
             self.moments[name].add(args[0])
+            if self.limit is not None and self.calls[name] >= self.limit:
+                self._handles[name].remove()  # done: later batches run unwatched (and on a folded copy)
         return hook
 
     def __enter__(self) -> "FeatureCollector":
-        self.handles = [m.register_forward_pre_hook(self._hook(name)) for name, m in self.layers]
+        self._handles = {name: m.register_forward_pre_hook(self._hook(name)) for name, m in self.layers}
+        self.handles = list(self._handles.values())
         return self
 
     def __exit__(self, *exc: Any) -> None:
