@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TILE, BATCH = 512, 4
 CALIBRATION = [ROOT.parent / "shared" / "data" / "biocrust_usa" / "images", ROOT / "sample_data" / "train" / "images"]
-CONTENDERS = ["sgemm", "torch", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8",
+CONTENDERS = ["sgemm", "torch", "torch-folded", "onnxruntime", "openvino", "onnxruntime-streams", "openvino-streams", "onnxruntime-int8", "openvino-int8",
               "onnxruntime-sizes", "openvino-sizes", "file", "file-softmax", "onnxruntime-halves"]
 
 
@@ -68,6 +68,13 @@ def child(contender: str, fp32: Path, int8: Path, model: Path, calls: int) -> di
                 net(fast_input(xt, dev)).numpy()
 
         return {"seconds": _time(run, calls), "threads": torch.get_num_threads()}
+    if contender == "torch-folded":  # jess-geo's torch runtime as predict runs it: BatchNorm folded, channels-last
+        import torch
+
+        from jess_geo.inference.torch_runtime import TorchRuntime
+
+        rt = TorchRuntime.open(model, "cpu")
+        return {"seconds": _time(lambda: rt.logits(x), calls), "threads": torch.get_num_threads()}
     if contender.startswith("file"):
         return _whole_file(fp32.with_name("m512_softmax.onnx") if contender == "file-softmax" else fp32, x, calls)
     from jess_geo.inference.onnx_runtime import open_onnx_runtime
@@ -249,6 +256,8 @@ def main() -> None:
         gf = BATCH * flops / s
         base = base or s
         print(f"{c:<18} {results[c][0]['threads']:7d} {s:8.3f} {mpx:7.2f} {gf / 1e9:8.1f} {100 * gf / peak:7.1f}% {base / s:8.2f}x")
+    print("torch: eager PyTorch, the network as trained (smp), channels-last; 'vs torch' is against it. torch-folded: "
+          "jess-geo's torch runtime as predict runs it (BatchNorm folded into the convolutions).")
     print("int8 rows: FLOPs counted as for fp32 (the same network), so 'of peak' compares with the fp32 sgemm peak.")
     print("-sizes rows: the fp32 graph as exported before constant upsampling scales (jess_geo.export.onnx_graph).")
     print("-streams rows: one concurrent run per core (open_onnx_runtime(..., streams=cores)), fp32; onnxruntime: one tile "
